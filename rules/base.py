@@ -1,0 +1,126 @@
+"""The rule contract: what a rule module declares and what it is given.
+
+A rule is plain Python: no faust, no Redis, no clock of its own. The engine
+(:mod:`streams.decide`) calls it, for one profile at a time, in event-time order per
+profile:
+
+* :meth:`Rule.on_event` for each event the rule :meth:`~Rule.wants`;
+* :meth:`Rule.on_timer` when one of the rule's timers is due (by the wall or event
+  clock, see contract section 8), after every event up to that time was seen;
+* :meth:`Rule.merge` when two profiles turn out to be one person.
+
+Each returns an :class:`Outcome`: the rule's new state (a JSON-able dict, stored per
+profile), the triggers to emit and the timers to set or cancel. Raising is allowed
+but costs the rule that one event: the engine records it as failed for this rule
+(``cxstream_rule_errors_total``) and the other rules still run.
+
+Triggers carry a ``key`` unique to the condition instance (e.g. the ``messageId`` that
+opened the cart): the trigger id is derived from rule name, version and key, so a
+replay of the same input yields the same ids and consumers can dedupe.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from streams.model import Event, JSONDict
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerSpec:
+    """A condition became true for this profile at event time ``time`` (ms)."""
+
+    key: str
+    time: int
+    context: JSONDict = field(default_factory=dict)
+    #: Override of the rule's trigger name (default: the rule's ``trigger`` or ``name``).
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TimerSpec:
+    """Fire :meth:`Rule.on_timer` at ``due`` (ms, on the configured clock).
+
+    One timer per (profile, rule, ``name``): setting it again reschedules it.
+    """
+
+    name: str
+    due: int
+    payload: JSONDict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """A due timer, as handed back to the rule."""
+
+    name: str
+    due: int
+    payload: JSONDict
+
+
+@dataclass(slots=True)
+class Outcome:
+    state: JSONDict
+    triggers: list[TriggerSpec] = field(default_factory=list)
+    set_timers: list[TimerSpec] = field(default_factory=list)
+    cancel_timers: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleContext:
+    """What a rule may know about the profile besides its own state."""
+
+    profile_id: str
+    now: int  # event-time ms of the event or the timer's due time
+    identifier_types: frozenset[str] = frozenset()
+    country: str | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Rule(ABC):
+    """Base of every rule module. Subclass, declare the class attributes, implement ``on_event``."""
+
+    #: Unique name; also the trigger type ``cx.trigger.<trigger or name>``.
+    name: ClassVar[str]
+    version: ClassVar[int] = 1
+    description: ClassVar[str] = ""
+    #: Trigger name when it differs from the rule name (``cx.trigger.<trigger>``).
+    trigger: ClassVar[str | None] = None
+    #: Track event names this rule reacts to.
+    events: ClassVar[frozenset[str]] = frozenset()
+    #: Call types whose every event this rule reacts to (e.g. ``{"page", "screen"}``).
+    calls: ClassVar[frozenset[str]] = frozenset()
+    #: Consent purpose an activation of this rule needs, and the channels it may use.
+    purpose: ClassVar[str] = "marketing"
+    channels: ClassVar[tuple[str, ...]] = ("email",)
+    #: After a trigger, further triggers of this rule for the profile are dropped for this long (ms).
+    cooldown_ms: ClassVar[int] = 0
+
+    def wants(self, event: Event) -> bool:
+        """Whether :meth:`on_event` should see ``event``. Default: by ``events`` and ``calls``."""
+        return event.call in self.calls or (event.call == "track" and event.name in self.events)
+
+    def initial_state(self) -> JSONDict:
+        return {}
+
+    @abstractmethod
+    def on_event(self, state: JSONDict, event: Event, ctx: RuleContext) -> Outcome:
+        """React to one event of the profile."""
+
+    def on_timer(self, state: JSONDict, timer: Timer, ctx: RuleContext) -> Outcome:
+        """React to a due timer. Default: nothing."""
+        return Outcome(state)
+
+    def merge(self, survivor: JSONDict, absorbed: JSONDict) -> JSONDict:
+        """State of the merged profile. Default: the survivor's state, or the absorbed one if it had none."""
+        return survivor or absorbed
+
+    @property
+    def trigger_name(self) -> str:
+        return self.trigger or self.name
+
+    def __repr__(self) -> str:
+        return f"<rule {self.name} v{self.version}>"

@@ -1,0 +1,1 @@
+"""Consent and governance: the policy, consent state, and the decision step."""

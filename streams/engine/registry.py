@@ -1,0 +1,83 @@
+"""Which rule modules are on: explicit names from settings, built-ins or entry points.
+
+Built-in rules are listed here, by name. A third-party package adds rules through the
+``cxstream.rules`` entry-point group (``name = "package.module:RuleClass"``). A name
+that is unknown, defined twice, or a class that is not a proper :class:`rules.base.Rule`
+stops start-up with a :class:`~streams.exceptions.RuleError` that says which and why.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+from importlib.metadata import entry_points
+
+from rules.base import Rule
+from streams.exceptions import RuleError
+
+ENTRY_POINT_GROUP = "cxstream.rules"
+
+#: name -> "module:Class" of the rules that ship with cxstream
+BUILTIN: dict[str, str] = {
+    "cart_abandoned": "rules.cart_abandoned:CartAbandoned",
+    "inactive_45d": "rules.inactive_45d:Inactive45d",
+    "loan_eligibility_repeat": "rules.loan_eligibility_repeat:LoanEligibilityRepeat",
+}
+
+
+def available() -> dict[str, str]:
+    """Every rule that could be enabled: name -> where it comes from. Duplicates are an error."""
+    found = dict(BUILTIN)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in found and found[ep.name] != ep.value:
+            raise RuleError(
+                f"rule name {ep.name!r} is defined twice: {found[ep.name]} and {ep.value} "
+                f"(entry point group {ENTRY_POINT_GROUP}); rename one"
+            )
+        found[ep.name] = ep.value
+    return found
+
+
+def _import(ref: str) -> type[Rule]:
+    module, _, attr = ref.partition(":")
+    try:
+        obj = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise RuleError(f"rule {ref} cannot be imported: {exc}") from None
+    if not (isinstance(obj, type) and issubclass(obj, Rule)):
+        raise RuleError(f"{ref} is not a subclass of rules.base.Rule")
+    return obj
+
+
+def validate(rule: Rule) -> Rule:
+    """Check a rule's declaration; raise :class:`RuleError` naming what is wrong."""
+    name = getattr(rule, "name", None)
+    if not isinstance(name, str) or not name.isidentifier():
+        raise RuleError(f"{type(rule).__name__}.name must be a Python identifier, got {name!r}")
+    if not isinstance(rule.version, int) or rule.version < 1:
+        raise RuleError(f"rule {name}: version must be a positive int, got {rule.version!r}")
+    if not rule.events and not rule.calls and type(rule).wants is Rule.wants:
+        raise RuleError(f"rule {name}: declares no events or calls and does not override wants()")
+    if not rule.channels:
+        raise RuleError(f"rule {name}: declares no candidate channels")
+    if not isinstance(rule.cooldown_ms, int) or rule.cooldown_ms < 0:
+        raise RuleError(f"rule {name}: cooldown_ms must be a non-negative int")
+    return rule
+
+
+def load(names: Iterable[str], extra: Iterable[Rule] = ()) -> list[Rule]:
+    """Instantiate the named rules (in the given order), plus ``extra`` instances."""
+    catalog = available()
+    out: list[Rule] = []
+    seen: set[str] = set()
+    for n in names:
+        if n not in catalog:
+            known = ", ".join(sorted(catalog))
+            raise RuleError(f"CXSTREAM_RULES names {n!r}, which is not a known rule; available: {known}")
+        out.append(validate(_import(catalog[n])()))
+    out += [validate(r) for r in extra]
+    for r in out:
+        if r.name in seen:
+            raise RuleError(f"rule {r.name!r} is enabled twice; each name may appear once")
+        seen.add(r.name)
+    return out

@@ -1,0 +1,242 @@
+"""Durable timers: per partition of the repartition topic, in Redis, claimed before they fire.
+
+Protocol (each step survives a crash at any point):
+
+1. **schedule**: ``ZADD due <due> <member>`` + ``HSET data <member> <payload>``; setting a
+   member again reschedules it, ``cancel`` removes it. Batched per processed batch.
+2. **claim**: members with ``due <= clock`` and no live lease get a lease (wall time);
+   a worker that dies holding a lease lets it lapse and the next owner claims again.
+3. **fire**: the engine runs the rule and produces the trigger (acked by Kafka).
+4. **done**: the member is removed, but only if it still has the due time that was
+   claimed (a timer rescheduled meanwhile stays).
+
+So a killed worker fires every due timer at least once after restart, and because the
+trigger id is derived from rule and condition, a re-send carries the same id: exactly
+once from the consumer's point of view.
+
+Members are ``<profile id>|<rule>|<timer name>``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from streams import redis_io
+from streams.constants import TIMER_LEASE_MS, Keys
+from streams.model import JSONDict, dumps, loads
+
+
+def member(pid: str, rule: str, name: str) -> str:
+    return f"{pid}|{rule}|{name}"
+
+
+def split_member(m: str) -> tuple[str, str, str]:
+    pid, rule, name = m.split("|", 2)
+    return pid, rule, name
+
+
+@dataclass(frozen=True, slots=True)
+class DueTimer:
+    member: str
+    due: int
+    payload: JSONDict
+
+    @property
+    def profile_id(self) -> str:
+        return split_member(self.member)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class TimerOps:
+    """Changes to one partition's timers, applied together."""
+
+    schedule: dict[str, tuple[int, JSONDict]]
+    cancel: set[str]
+
+
+class TimerStore(ABC):
+    @abstractmethod
+    async def apply(self, partition: int, ops: TimerOps) -> None:
+        """Schedule and cancel, in one round trip."""
+
+    @abstractmethod
+    async def claim(self, partition: int, clock: int, wall: int, limit: int) -> list[DueTimer]:
+        """Lease up to ``limit`` timers due at ``clock`` (earliest first)."""
+
+    @abstractmethod
+    async def done(self, partition: int, fired: Sequence[DueTimer]) -> None:
+        """Remove fired timers unless rescheduled since they were claimed."""
+
+    @abstractmethod
+    async def pending(self, partition: int) -> int:
+        """How many timers the partition holds."""
+
+    @abstractmethod
+    async def next_due(self, partition: int) -> int | None:
+        """The earliest due time, or ``None``."""
+
+    @abstractmethod
+    async def save_marks(self, partition: int, marks: dict[int, int]) -> None:
+        """Persist the partition's event-clock watermarks (source partition -> ms)."""
+
+    @abstractmethod
+    async def load_marks(self, partition: int) -> dict[int, int]:
+        """The persisted watermarks of the partition."""
+
+
+class MemoryTimerStore(TimerStore):
+    def __init__(self) -> None:
+        self.due: dict[int, dict[str, int]] = {}
+        self.data: dict[int, dict[str, JSONDict]] = {}
+        self.claims: dict[int, dict[str, int]] = {}
+        self.marks: dict[int, dict[int, int]] = {}
+
+    async def apply(self, partition: int, ops: TimerOps) -> None:
+        due = self.due.setdefault(partition, {})
+        data = self.data.setdefault(partition, {})
+        for m in ops.cancel:
+            due.pop(m, None)
+            data.pop(m, None)
+            self.claims.get(partition, {}).pop(m, None)
+        for m, (t, payload) in ops.schedule.items():
+            due[m] = t
+            data[m] = payload
+
+    async def claim(self, partition: int, clock: int, wall: int, limit: int) -> list[DueTimer]:
+        claims = self.claims.setdefault(partition, {})
+        out: list[DueTimer] = []
+        for m, t in sorted(self.due.get(partition, {}).items(), key=lambda x: (x[1], x[0])):
+            if t > clock or len(out) >= limit:
+                break
+            if claims.get(m, 0) >= wall:
+                continue
+            claims[m] = wall + TIMER_LEASE_MS
+            out.append(DueTimer(m, t, self.data[partition].get(m, {})))
+        return out
+
+    async def done(self, partition: int, fired: Sequence[DueTimer]) -> None:
+        due = self.due.get(partition, {})
+        for f in fired:
+            if due.get(f.member) == f.due:
+                del due[f.member]
+                self.data[partition].pop(f.member, None)
+            self.claims.get(partition, {}).pop(f.member, None)
+
+    async def pending(self, partition: int) -> int:
+        return len(self.due.get(partition, {}))
+
+    async def next_due(self, partition: int) -> int | None:
+        due = self.due.get(partition)
+        return min(due.values()) if due else None
+
+    async def save_marks(self, partition: int, marks: dict[int, int]) -> None:
+        self.marks[partition] = dict(marks)
+
+    async def load_marks(self, partition: int) -> dict[int, int]:
+        return dict(self.marks.get(partition, {}))
+
+
+_CLAIM = """
+local due, data, claims = KEYS[1] .. ':due', KEYS[1] .. ':data', KEYS[1] .. ':claims'
+local clock, wall, lease, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local out = {}
+local offset = 0
+while #out < limit do
+  local page = redis.call('ZRANGEBYSCORE', due, '-inf', clock, 'WITHSCORES', 'LIMIT', offset, limit)
+  if #page == 0 then break end
+  offset = offset + #page / 2
+  for j = 1, #page, 2 do
+    local m = page[j]
+    local c = tonumber(redis.call('ZSCORE', claims, m))
+    if (not c or c < wall) and #out < limit then
+      redis.call('ZADD', claims, wall + lease, m)
+      table.insert(out, {m, page[j + 1], redis.call('HGET', data, m) or '{}'})
+    end
+  end
+end
+return out
+"""
+
+_DONE = """
+local due, data, claims = KEYS[1] .. ':due', KEYS[1] .. ':data', KEYS[1] .. ':claims'
+for j = 1, #ARGV, 2 do
+  local m = ARGV[j]
+  if redis.call('ZSCORE', due, m) == ARGV[j + 1] then
+    redis.call('ZREM', due, m)
+    redis.call('HDEL', data, m)
+  end
+  redis.call('ZREM', claims, m)
+end
+return 1
+"""
+
+
+class RedisTimerStore(TimerStore):
+    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+        self.client = client
+        self.keys = keys
+        self._claim = client.register_script(_CLAIM)
+        self._done = client.register_script(_DONE)
+
+    async def apply(self, partition: int, ops: TimerOps) -> None:
+        if not ops.schedule and not ops.cancel:
+            return
+        base = self.keys.timers(partition)
+
+        async def run() -> None:
+            pipe = self.client.pipeline(transaction=True)
+            for m in ops.cancel:
+                pipe.zrem(base + ":due", m)
+                pipe.hdel(base + ":data", m)
+                pipe.zrem(base + ":claims", m)
+            if ops.schedule:
+                pipe.zadd(base + ":due", {m: t for m, (t, _) in ops.schedule.items()})
+                pipe.hset(base + ":data", mapping={m: dumps(p) for m, (_, p) in ops.schedule.items()})
+            await pipe.execute()
+
+        await redis_io.call("timers.apply", run)
+
+    async def claim(self, partition: int, clock: int, wall: int, limit: int) -> list[DueTimer]:
+        rows = await redis_io.call(
+            "timers.claim",
+            lambda: self._claim(
+                keys=[self.keys.timers(partition)], args=[clock, wall, TIMER_LEASE_MS, limit]
+            ),
+        )
+        return [DueTimer(m.decode(), int(float(t)), loads(p)) for m, t, p in rows]
+
+    async def done(self, partition: int, fired: Sequence[DueTimer]) -> None:
+        if not fired:
+            return
+        args: list[str | int] = []
+        for f in fired:
+            args += [f.member, str(f.due)]
+        await redis_io.call("timers.done", lambda: self._done(keys=[self.keys.timers(partition)], args=args))
+
+    async def pending(self, partition: int) -> int:
+        n = await redis_io.call(
+            "timers.read", lambda: self.client.zcard(self.keys.timers(partition) + ":due")
+        )
+        return int(n)
+
+    async def next_due(self, partition: int) -> int | None:
+        rows = await redis_io.call(
+            "timers.read",
+            lambda: self.client.zrange(self.keys.timers(partition) + ":due", 0, 0, withscores=True),
+        )
+        return int(rows[0][1]) if rows else None
+
+    async def save_marks(self, partition: int, marks: dict[int, int]) -> None:
+        if marks:
+            key = self.keys.timers(partition) + ":wm"
+            await redis_io.call("timers.marks", lambda: self.client.hset(key, mapping=marks))  # type: ignore[arg-type]
+
+    async def load_marks(self, partition: int) -> dict[int, int]:
+        raw = await redis_io.call(
+            "timers.read", lambda: self.client.hgetall(self.keys.timers(partition) + ":wm")
+        )
+        return {int(k): int(v) for k, v in raw.items()}

@@ -1,0 +1,124 @@
+"""The identity contract: what resolution promises, whatever the store.
+
+Resolution of one event, in batch order, atomically per batch:
+
+1. Look up the event's identifiers. Each maps to at most one live profile.
+2. No match: a new profile; its id is derived from the event (deterministic, so a
+   replay creates the same ids). One match: attach. Several: merge into the oldest
+   profile (smallest ``created`` event time, then smallest id); the others are
+   absorbed and point to it; their identifiers, traits and channels follow.
+3. Before attaching or merging, the rules are checked: per-type limits (e.g. one
+   ``user_id``), the cap of identifiers and of merges per profile. When one would be
+   broken, the event's lowest-priority identifier is dropped and matching retried:
+   two people who share a family tablet are not fused by its device id.
+
+Stores: :class:`streams.identity.memory.MemoryIdentityStore` (tests, ``simulate``) and
+:class:`streams.identity.redis_store.RedisIdentityStore` (one Lua call per batch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from streams.model import Identifier, JSONDict
+
+Outcome = Literal["new", "matched", "merged"]
+
+#: Higher wins: the identifier kept longest when limits force a drop.
+DEFAULT_PRIORITY: dict[str, int] = {
+    "user_id": 100,
+    "loyalty_id": 90,
+    "crm_id": 90,
+    "email": 80,
+    "phone": 70,
+    "device_id": 30,
+    "anonymous_id": 10,
+}
+DEFAULT_LIMITS: dict[str, int] = {"user_id": 1, "email": 5, "phone": 5, "loyalty_id": 1, "crm_id": 1}
+DEFAULT_OTHER_PRIORITY = 50
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityRules:
+    """Identity rules as configuration."""
+
+    priority: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_PRIORITY))
+    limits: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
+    max_identifiers: int = 100
+    max_merges: int = 50
+
+    def rank(self, type_: str) -> int:
+        return self.priority.get(type_, DEFAULT_OTHER_PRIORITY)
+
+    def ordered(self, ids: Sequence[Identifier]) -> list[Identifier]:
+        """Highest priority first; ties by type then value, so the order is deterministic."""
+        return sorted(ids, key=lambda i: (-self.rank(i.type), i.type, i.value))
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveRequest:
+    message_id: str
+    ts: int
+    channel: str
+    identifiers: tuple[Identifier, ...]
+    traits: JSONDict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Merge:
+    survivor: str
+    absorbed: str
+    linking: tuple[Identifier, ...]
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    profile_id: str
+    outcome: Outcome
+    created: bool = False
+    merges: tuple[Merge, ...] = ()
+    dropped: tuple[Identifier, ...] = ()  # dropped to respect a limit
+
+
+def new_profile_id(message_id: str, first: Identifier) -> str:
+    """Deterministic: the same creating event gives the same id on every replay."""
+    return "p_" + hashlib.sha1(f"{message_id}|{first.type}:{first.value}".encode()).hexdigest()[:24]
+
+
+@dataclass(slots=True)
+class ProfileView:
+    """A profile as ``cxstream profile show`` prints it."""
+
+    profile_id: str
+    created: int
+    first_seen: int
+    last_seen: int
+    identifiers: list[Identifier]
+    traits: dict[str, tuple[object, int]]
+    channels: dict[str, int]
+    merges: list[JSONDict]
+
+
+class IdentityStore(ABC):
+    """Where the identity graph lives."""
+
+    @abstractmethod
+    async def resolve(self, batch: Sequence[ResolveRequest]) -> list[Resolution]:
+        """Resolve every request, in order, as one atomic step. Called once per batch."""
+
+    @abstractmethod
+    async def lookup(self, identifier: Identifier) -> str | None:
+        """The live profile id an identifier belongs to, or ``None``."""
+
+    @abstractmethod
+    async def profile(self, profile_id: str) -> ProfileView | None:
+        """The profile (following a merge pointer to the survivor), or ``None``."""
+
+    @abstractmethod
+    async def forget(self, profile_id: str) -> list[str]:
+        """Erase a profile and everything of it; returns the erased profile ids (incl. absorbed)."""

@@ -1,0 +1,135 @@
+"""The internal messages every stage after intake works on.
+
+Plain frozen dataclasses (not pydantic): intake validates once at the edge, and after
+that these objects are built and read hundreds of thousands of times per second.
+Each has ``to_json`` / ``from_json`` for the internal repartition topic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+JSONDict = dict[str, Any]
+CallType = Literal["identify", "track", "page", "screen", "group", "alias"]
+CALL_TYPES: tuple[CallType, ...] = ("identify", "track", "page", "screen", "group", "alias")
+
+
+@dataclass(frozen=True, slots=True)
+class Identifier:
+    """One identifier of a person: ``type`` such as ``email``, normalized ``value``."""
+
+    type: str
+    value: str
+
+    def __str__(self) -> str:
+        return f"{self.type}:{self.value}"
+
+    @classmethod
+    def parse(cls, ref: str) -> Identifier:
+        type_, sep, value = ref.partition(":")
+        if not sep or not type_ or not value:
+            raise ValueError(f"identifier {ref!r} is not TYPE:VALUE, e.g. email:ann@example.com")
+        return cls(type_, value)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentSignal:
+    """A customer's statement about one purpose, at event time ``ts`` (ms)."""
+
+    purpose: str
+    granted: bool
+    ts: int
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRef:
+    """Where a message was read: for dead letters, audit and redelivery-aware dedupe."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}/{self.partition}/{self.offset}"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A validated, normalized customer event: what every stage after intake sees."""
+
+    message_id: str
+    call: CallType
+    ts: int  # event time, epoch ms
+    channel: str
+    identifiers: tuple[Identifier, ...]
+    name: str | None = None  # track: event name; page/screen: name
+    received_ts: int = 0
+    properties: JSONDict = field(default_factory=dict)
+    traits: JSONDict = field(default_factory=dict)
+    consent: tuple[ConsentSignal, ...] = ()
+    country: str | None = None
+    previous_id: str | None = None
+    source: SourceRef | None = None
+
+    def to_dict(self) -> JSONDict:
+        d: JSONDict = {
+            "messageId": self.message_id,
+            "call": self.call,
+            "ts": self.ts,
+            "channel": self.channel,
+            "identifiers": [[i.type, i.value] for i in self.identifiers],
+        }
+        if self.name is not None:
+            d["name"] = self.name
+        if self.received_ts:
+            d["receivedTs"] = self.received_ts
+        if self.properties:
+            d["properties"] = self.properties
+        if self.traits:
+            d["traits"] = self.traits
+        if self.consent:
+            d["consent"] = [[c.purpose, c.granted, c.ts, c.source] for c in self.consent]
+        if self.country:
+            d["country"] = self.country
+        if self.previous_id:
+            d["previousId"] = self.previous_id
+        if self.source:
+            d["source"] = [self.source.topic, self.source.partition, self.source.offset]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: JSONDict) -> Event:
+        src = d.get("source")
+        return cls(
+            message_id=d["messageId"],
+            call=d["call"],
+            ts=d["ts"],
+            channel=d["channel"],
+            identifiers=tuple(Identifier(t, v) for t, v in d["identifiers"]),
+            name=d.get("name"),
+            received_ts=d.get("receivedTs", 0),
+            properties=d.get("properties") or {},
+            traits=d.get("traits") or {},
+            consent=tuple(ConsentSignal(p, g, t, s) for p, g, t, s in d.get("consent") or ()),
+            country=d.get("country"),
+            previous_id=d.get("previousId"),
+            source=SourceRef(*src) if src else None,
+        )
+
+    def identifier(self, type_: str) -> str | None:
+        for i in self.identifiers:
+            if i.type == type_:
+                return i.value
+        return None
+
+
+def dumps(obj: Any) -> bytes:
+    """orjson with sorted keys: the same object always gives the same bytes (stable ids, diffs)."""
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+
+
+loads = orjson.loads

@@ -1,0 +1,43 @@
+"""Records of the internal repartition topic ``<app_id>-profiled`` (keyed by profile id).
+
+=========  ============================================================================
+``k``      meaning
+=========  ============================================================================
+``ev``     a resolved event for profile ``pid`` (``ev``: the event, ``rx``: intake wall ms)
+``merge``  profile ``pid`` was absorbed into ``into``: hand its state over
+``hand``   the state of absorbed profile ``from``, for survivor ``pid``
+``wm``     watermark marker: source partition ``src`` has seen event time up to ``wm``
+``erase``  profile ``pid`` is erased: drop its state and timers
+=========  ============================================================================
+"""
+
+from __future__ import annotations
+
+from aiokafka.partitioner import murmur2
+
+from streams.model import Event, JSONDict, dumps
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """Kafka's default partitioner (murmur2, as the Java client and aiokafka): where ``key`` lives."""
+    return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+def event_record(pid: str, event: Event, rx: int) -> bytes:
+    return dumps({"k": "ev", "pid": pid, "ev": event.to_dict(), "rx": rx})
+
+
+def merge_record(absorbed: str, survivor: str, ts: int) -> bytes:
+    return dumps({"k": "merge", "pid": absorbed, "into": survivor, "ts": ts})
+
+
+def handoff_record(survivor: str, absorbed: str, state: JSONDict, ts: int) -> bytes:
+    return dumps({"k": "hand", "pid": survivor, "from": absorbed, "state": state, "ts": ts})
+
+
+def watermark_record(source: int, wm: int) -> bytes:
+    return dumps({"k": "wm", "src": source, "wm": wm})
+
+
+def erase_record(pid: str) -> bytes:
+    return dumps({"k": "erase", "pid": pid})

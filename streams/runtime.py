@@ -1,0 +1,131 @@
+"""Everything a worker holds at run time, built from settings: stores, stages, the lock.
+
+Kept apart from :mod:`streams.app` so the faust wiring stays a page of glue, and so
+``simulate`` and tests can build the same stages over in-memory stores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from streams import metrics
+from streams.consent.policy import Policy, load_policy
+from streams.constants import Keys
+from streams.engine import registry
+from streams.engine.clock import EventClock
+from streams.engine.runner import Engine
+from streams.engine.state import MemoryStateStore, RedisStateStore, StateStore
+from streams.engine.timers import MemoryTimerStore, RedisTimerStore, TimerStore
+from streams.identity.base import IdentityStore
+from streams.identity.memory import MemoryIdentityStore
+from streams.identity.redis_store import RedisIdentityStore
+from streams.intake import Intake, IntakeConfig
+from streams.intake.dedupe import DedupeStore, MemoryDedupeStore, RedisDedupeStore
+from streams.pipeline.decide_stage import DecideStage, DecideTopics, Result
+from streams.pipeline.intake_stage import IntakeStage, IntakeTopics
+from streams.pipeline.records import OutRecord
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Sends records in order and waits for every ack. Must not return before all are acked.
+Produce = Callable[[Sequence[OutRecord]], Awaitable[None]]
+
+
+@dataclass
+class Stores:
+    dedupe: DedupeStore
+    identity: IdentityStore
+    states: StateStore
+    timers: TimerStore
+
+    @classmethod
+    def memory(cls) -> Stores:
+        return cls(MemoryDedupeStore(), MemoryIdentityStore(), MemoryStateStore(), MemoryTimerStore())
+
+    @classmethod
+    def redis(cls, settings: Settings) -> Stores:
+        from streams import redis_io
+
+        client = redis_io.connect(settings.redis_url.get_secret_value())
+        keys = Keys(settings.redis_prefix)
+        return cls(
+            RedisDedupeStore(client, keys, settings.dedupe_ttl),
+            RedisIdentityStore(client, keys),
+            RedisStateStore(client, keys),
+            RedisTimerStore(client, keys),
+        )
+
+
+class Runtime:
+    """The two stages, wired to stores and a policy."""
+
+    def __init__(self, settings: Settings, stores: Stores, policy: Policy | None = None) -> None:
+        self.settings = settings
+        self.stores = stores
+        self.policy = policy or load_policy(settings.policy_file)
+        self.rules = registry.load(settings.rules)
+        self.engine = Engine(self.rules, self.policy)
+        self.intake = IntakeStage(
+            Intake(
+                IntakeConfig(
+                    max_event_bytes=settings.max_event_bytes,
+                    max_properties=settings.max_properties,
+                    future_tolerance_ms=settings.future_tolerance * 1000,
+                    phone_default_region=settings.phone_default_region,
+                    blocked_values=frozenset(settings.blocked_identifiers),
+                )
+            ),
+            stores.dedupe,
+            stores.identity,
+            partitions=settings.partitions,
+            topics=IntakeTopics(
+                settings.topic_deadletter, settings.topic_profiled, settings.topic_identity_changes
+            ),
+            pepper=settings.identity_pepper.get_secret_value().encode() if settings.identity_pepper else None,
+        )
+        self.event_clock = EventClock(settings.partitions, int(settings.watermark_idle_timeout * 1000))
+        self.decide = DecideStage(
+            self.engine,
+            stores.states,
+            stores.timers,
+            partitions=settings.partitions,
+            topics=DecideTopics(
+                settings.topic_profiled,
+                settings.topic_activations,
+                settings.topic_decisions,
+                settings.topic_identity_changes,
+            ),
+            clock=settings.clock,
+            event_clock=self.event_clock,
+        )
+        #: one profile's state is touched by one coroutine at a time: the batch or the timer tick
+        self.lock = asyncio.Lock()
+        self.known_partitions: set[int] = set()
+
+    async def adopt(self, partitions: set[int]) -> None:
+        """Partitions of the repartition topic newly assigned to us: restore their event clocks."""
+        for p in sorted(partitions - self.known_partitions):
+            self.event_clock.restore(p, await self.stores.timers.load_marks(p))
+        self.known_partitions = set(partitions)
+
+    async def run_decide(self, result: Result, produce: Produce) -> None:
+        await produce(result.records)
+        await self.decide.commit(result.commit)
+        self.decide.observe_latency(result)
+
+    async def tick(self, produce: Produce) -> None:
+        """Fire due timers of our partitions (wall clock, idle sources, restarts)."""
+        async with self.lock:
+            while True:
+                res = await self.decide.fire_due(sorted(self.known_partitions))
+                if not res.commit.fired:
+                    break
+                await self.run_decide(res, produce)
+        pending = 0
+        for p in self.known_partitions:
+            pending += await self.stores.timers.pending(p)
+        metrics.TIMERS_PENDING.set(pending)

@@ -1,0 +1,228 @@
+"""Settings: one frozen object, from ``CXSTREAM_*`` variables and an optional ``cxstream.toml``.
+
+Precedence (highest first): explicit keyword arguments, environment variables, the TOML
+file (``CXSTREAM_CONFIG`` names it; default ``./cxstream.toml`` when present), defaults.
+A wrong value stops start-up with one line naming the setting, the value and what is
+expected (:func:`load_settings`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    TomlConfigSettingsSource,
+)
+
+from streams.exceptions import ConfigError
+
+ENV_PREFIX = "CXSTREAM_"
+
+
+class Settings(BaseSettings):
+    """Every knob of a worker. Field ``foo`` is the variable ``CXSTREAM_FOO``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        frozen=True,
+        extra="forbid",
+        env_ignore_empty=True,
+    )
+
+    # --- Kafka ---------------------------------------------------------------------------
+    kafka_bootstrap: str = Field(
+        default="localhost:9092", description="comma-separated host:port list of Kafka brokers"
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_session_timeout: float = Field(
+        default=30.0, ge=1, le=1800, description="seconds; a dead worker's partitions move after this"
+    )
+    kafka_rebalance_timeout: float = Field(default=60.0, ge=1, le=1800)
+
+    # --- Redis ---------------------------------------------------------------------------
+    redis_url: SecretStr = Field(
+        default=SecretStr("redis://localhost:6379/0"),
+        description="redis://[:password@]host:port/db or rediss:// for TLS",
+    )
+    redis_prefix: str = Field(default="cx", description="prefix of every Redis key this app writes")
+
+    # --- the app -------------------------------------------------------------------------
+    app_id: str = Field(default="cxstream", description="consumer group id and internal topic prefix")
+    partitions: int = Field(default=8, ge=1, le=10_000)
+    clock: Literal["wall", "event"] = "wall"
+    watermark_idle_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="seconds after which an idle source partition stops holding the event clock",
+    )
+    policy_file: Path | None = None
+    rules: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("cart_abandoned", "inactive_45d", "loan_eligibility_repeat"),
+        description="names of the rule modules that are on",
+    )
+    metrics_port: int = Field(default=9464, ge=0, le=65535, description="0 disables the metrics endpoint")
+    batch_size: int = Field(default=500, ge=1, le=100_000)
+    batch_within: float = Field(default=0.05, gt=0, le=60)
+    timer_tick: float = Field(default=0.5, gt=0, le=60, description="seconds between timer scans")
+    log_level: Literal["debug", "info", "warn", "error"] = "info"
+
+    # --- intake --------------------------------------------------------------------------
+    max_event_bytes: int = Field(default=32 * 1024, ge=256)
+    max_properties: int = Field(default=300, ge=1)
+    dedupe_ttl: int = Field(default=24 * 3600, ge=1, description="seconds a messageId is remembered")
+    future_tolerance: int = Field(
+        default=24 * 3600, ge=0, description="seconds an event may lie in the future"
+    )
+    phone_default_region: str = Field(default="US", min_length=2, max_length=2)
+    blocked_identifiers: Annotated[tuple[str, ...], NoDecode] = ()
+
+    # --- identity ------------------------------------------------------------------------
+    identity_pepper: SecretStr | None = Field(
+        default=None, description="secret for keyed hashing of emails and phones in Redis"
+    )
+
+    # --- topics --------------------------------------------------------------------------
+    topic_raw: str = "cx.events.raw"
+    topic_deadletter: str = "cx.events.deadletter"
+    topic_activations: str = "cx.activations"
+    topic_decisions: str = "cx.decisions"
+    topic_identity_changes: str = "cx.identity.changes"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = os.environ.get(f"{ENV_PREFIX}CONFIG", "cxstream.toml")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if Path(toml).is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+        return tuple(sources)
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap(cls, v: str) -> str:
+        for part in v.split(","):
+            host, sep, port = part.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError("expected host:port[,host:port...], e.g. localhost:9092")
+        return v
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, v: SecretStr) -> SecretStr:
+        if not v.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected a redis://, rediss:// or unix:// URL, e.g. redis://localhost:6379/0")
+        return v
+
+    @field_validator("app_id", "redis_prefix")
+    @classmethod
+    def _ident(cls, v: str) -> str:
+        if not v or not all(c.isalnum() or c in "._-" for c in v):
+            raise ValueError("expected letters, digits, '.', '_' or '-'")
+        return v
+
+    @field_validator("rules", "blocked_identifiers", mode="before")
+    @classmethod
+    def _csv(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return tuple(p.strip() for p in v.split(",") if p.strip())
+        return v
+
+    @field_validator("policy_file")
+    @classmethod
+    def _policy(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError("expected the path of an existing policy file (see deploy/policy.example.toml)")
+        return v
+
+    @model_validator(mode="after")
+    def _sasl(self) -> Settings:
+        if self.kafka_security_protocol.startswith("SASL") and not (
+            self.kafka_sasl_mechanism and self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                "kafka_security_protocol is SASL_*: set CXSTREAM_KAFKA_SASL_MECHANISM, "
+                "CXSTREAM_KAFKA_SASL_USERNAME and CXSTREAM_KAFKA_SASL_PASSWORD"
+            )
+        return self
+
+    def internal_topic(self, name: str) -> str:
+        """Name of an internal topic, kept under the app id."""
+        return f"{self.app_id}-{name}"
+
+    @property
+    def topic_profiled(self) -> str:
+        """The repartition topic: resolved events keyed by profile id."""
+        return self.internal_topic("profiled")
+
+    def to_env(self) -> dict[str, str]:
+        """Every setting as ``CXSTREAM_*`` variables (secrets revealed): for a child worker process."""
+        env: dict[str, str] = {}
+        for name in type(self).model_fields:
+            v = getattr(self, name)
+            if v is None:
+                continue
+            if isinstance(v, SecretStr):
+                v = v.get_secret_value()
+            elif isinstance(v, tuple):
+                v = ",".join(v)
+            env[ENV_PREFIX + name.upper()] = str(v)
+        return env
+
+    def masked(self) -> dict[str, Any]:
+        """The settings as a dict, safe to print: secrets and URL passwords masked."""
+        out = self.model_dump(mode="json")
+        out["redis_url"] = _mask_url(self.redis_url.get_secret_value())
+        return out
+
+
+_SECRET_FIELDS = frozenset({"kafka_sasl_password", "identity_pepper"})
+
+
+def _mask_url(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    user = creds.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}" if ":" in creds else f"{scheme}{sep}***@{host}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, turning a validation error into one clear :class:`ConfigError` line."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "settings"
+        value = err.get("input")
+        if field != "settings":
+            env = ENV_PREFIX + field.upper()
+            if isinstance(value, SecretStr) or field in _SECRET_FIELDS:
+                value = "***"
+            elif field == "redis_url":
+                value = _mask_url(str(value))
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            raise ConfigError(f"{env}={value!r} is invalid: {msg}") from None
+        raise ConfigError(f"invalid settings: {err['msg']}") from None
+    except SettingsError as exc:
+        raise ConfigError(f"invalid settings: {exc}") from None

@@ -1,0 +1,1 @@
+"""Sinks: the records cxstream emits (activations, decisions, identity changes, dead letters)."""

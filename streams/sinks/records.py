@@ -1,0 +1,108 @@
+"""What cxstream writes: trigger CloudEvents, decision records, identity changes.
+
+Everything here is a pure function of its inputs, so the same input replayed yields the
+same bytes (ids included); no wall-clock field is in a record.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from streams.constants import CLOUDEVENTS_CONTENT_TYPE, CLOUDEVENTS_SPEC
+from streams.engine.runner import Fired
+from streams.identity.base import Merge
+from streams.intake.normalize import ms_to_iso
+from streams.model import JSONDict, dumps
+
+#: Namespace of our deterministic ids (uuid5). Never change: it would change every trigger id.
+ID_NAMESPACE = uuid.UUID("5b0f7a52-3c1e-4c1d-9a55-2f1f8f0c6a11")
+
+SOURCE_PREFIX = "urn:cxstream:rule:"
+
+
+def trigger_id(rule: str, version: int, key: str) -> str:
+    """Deterministic: the same rule, version and condition key give the same id."""
+    return str(uuid.uuid5(ID_NAMESPACE, f"{rule}|{version}|{key}"))
+
+
+def activation(f: Fired, policy_version: str) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    """The trigger as a CloudEvents 1.0 structured-mode JSON record: (key, value, headers)."""
+    rule = f.rule
+    tid = trigger_id(rule.name, rule.version, f.spec.key)
+    name = f.spec.name or rule.trigger_name
+    ce: JSONDict = {
+        "specversion": CLOUDEVENTS_SPEC,
+        "id": tid,
+        "source": SOURCE_PREFIX + rule.name,
+        "type": f"cx.trigger.{name}",
+        "subject": f.profile_id,
+        "time": ms_to_iso(f.spec.time),
+        "datacontenttype": "application/json",
+        "partitionkey": f.profile_id,
+        "data": {
+            "profileId": f.profile_id,
+            "rule": {"name": rule.name, "version": rule.version},
+            "trigger": name,
+            "region": f.verdict.region,
+            "policyVersion": policy_version,
+            "channels": [
+                {"channel": a.channel, "destinations": list(a.destinations)} for a in f.verdict.allowed
+            ],
+            "consent": {a.channel: a.basis for a in f.verdict.allowed},
+            "context": f.spec.context,
+        },
+    }
+    headers = [("content-type", CLOUDEVENTS_CONTENT_TYPE.encode()), ("ce-id", tid.encode())]
+    return f.profile_id.encode(), dumps(ce), headers
+
+
+def decision(f: Fired, policy_version: str) -> tuple[bytes, bytes]:
+    """The audit record of one decision, activated or suppressed, with the reasons."""
+    rule = f.rule
+    tid = trigger_id(rule.name, rule.version, f.spec.key)
+    rec: JSONDict = {
+        "id": tid,
+        "triggerId": tid,
+        "outcome": "activated" if f.verdict.activated else "suppressed",
+        "profileId": f.profile_id,
+        "rule": {"name": rule.name, "version": rule.version},
+        "type": f"cx.trigger.{f.spec.name or rule.trigger_name}",
+        "time": ms_to_iso(f.spec.time),
+        "purpose": rule.purpose,
+        "region": f.verdict.region,
+        "policyVersion": policy_version,
+        "allowed": [
+            {"channel": a.channel, "destinations": list(a.destinations), "basis": a.basis}
+            for a in f.verdict.allowed
+        ],
+        "refused": [
+            {"channel": r.channel, "reason": r.reason.value, "detail": r.detail} for r in f.verdict.refused
+        ],
+        "context": f.spec.context,
+    }
+    return f.profile_id.encode(), dumps(rec)
+
+
+def identity_created(pid: str, ts: int, message_id: str) -> tuple[bytes, bytes]:
+    return pid.encode(), dumps(
+        {"change": "created", "profileId": pid, "time": ms_to_iso(ts), "messageId": message_id}
+    )
+
+
+def identity_merged(m: Merge, message_id: str) -> tuple[bytes, bytes]:
+    return m.survivor.encode(), dumps(
+        {
+            "change": "merged",
+            "profileId": m.survivor,
+            "absorbed": m.absorbed,
+            "linking": [str(i) for i in m.linking],
+            "time": ms_to_iso(m.ts),
+            "messageId": message_id,
+        }
+    )
+
+
+def identity_erased(pid: str, erased: list[str], at: int, reason: str) -> tuple[bytes, bytes]:
+    return pid.encode(), dumps(
+        {"change": "erased", "profileId": pid, "erased": erased, "time": ms_to_iso(at), "reason": reason}
+    )
