@@ -41,6 +41,10 @@ class ProfileState:
     reach: list[str] = field(default_factory=list)
     #: profiles merged into this one (makes a repeated hand-off a no-op)
     absorbed: list[str] = field(default_factory=list)
+    #: absorbed profiles whose hand-off is announced but not yet here: events wait in ``buffer``
+    pending: list[str] = field(default_factory=list)
+    #: repartition records held while a hand-off is pending, applied in order once it arrives
+    buffer: list[JSONDict] = field(default_factory=list)
     #: set when this profile was merged away: events for it go to the survivor
     into: str | None = None
     #: offset of the last repartition record applied to this profile (redelivery is a no-op)
@@ -48,7 +52,18 @@ class ProfileState:
 
     def to_json(self) -> bytes:
         d: JSONDict = {"off": self.off}
-        for name in ("consent", "rules", "timers", "cool", "caps", "prefs", "reach", "absorbed"):
+        for name in (
+            "consent",
+            "rules",
+            "timers",
+            "cool",
+            "caps",
+            "prefs",
+            "reach",
+            "absorbed",
+            "pending",
+            "buffer",
+        ):
             v = getattr(self, name)
             if v:
                 d[name] = v
@@ -71,6 +86,8 @@ class ProfileState:
             country=d.get("country"),
             reach=d.get("reach", []),
             absorbed=d.get("absorbed", []),
+            pending=d.get("pending", []),
+            buffer=d.get("buffer", []),
             into=d.get("into"),
             off=d.get("off", -1),
         )

@@ -72,6 +72,10 @@ class TimerStore(ABC):
         """Remove fired timers unless rescheduled since they were claimed."""
 
     @abstractmethod
+    async def release(self, partition: int, timers: Sequence[DueTimer]) -> None:
+        """Give back claims without firing: the timers stay due."""
+
+    @abstractmethod
     async def pending(self, partition: int) -> int:
         """How many timers the partition holds."""
 
@@ -125,6 +129,10 @@ class MemoryTimerStore(TimerStore):
                 del due[f.member]
                 self.data[partition].pop(f.member, None)
             self.claims.get(partition, {}).pop(f.member, None)
+
+    async def release(self, partition: int, timers: Sequence[DueTimer]) -> None:
+        for t in timers:
+            self.claims.get(partition, {}).pop(t.member, None)
 
     async def pending(self, partition: int) -> int:
         return len(self.due.get(partition, {}))
@@ -216,6 +224,11 @@ class RedisTimerStore(TimerStore):
         for f in fired:
             args += [f.member, str(f.due)]
         await redis_io.call("timers.done", lambda: self._done(keys=[self.keys.timers(partition)], args=args))
+
+    async def release(self, partition: int, timers: Sequence[DueTimer]) -> None:
+        if timers:
+            key = self.keys.timers(partition) + ":claims"
+            await redis_io.call("timers.release", lambda: self.client.zrem(key, *[t.member for t in timers]))
 
     async def pending(self, partition: int) -> int:
         n = await redis_io.call(

@@ -48,6 +48,8 @@ class Commit:
     timers: dict[int, TimerOps] = field(default_factory=dict)
     fired: dict[int, list[DueTimer]] = field(default_factory=dict)
     marks: dict[int, dict[int, int]] = field(default_factory=dict)
+    #: claimed but not fired (the profile waits for a hand-off): claim given back
+    released: dict[int, list[DueTimer]] = field(default_factory=dict)
 
     def timer_ops(self, partition: int) -> TimerOps:
         ops = self.timers.get(partition)
@@ -115,8 +117,14 @@ class DecideStage:
             state.off = rec.offset
             res.commit.states[pid] = state
             if kind == "ev":
-                ev = Event.from_dict(d["ev"])
-                self._effects(res, rec.partition, self.engine.on_event(pid, state, ev, int(d.get("rx", 0))))
+                if state.pending:
+                    state.buffer.append(d)  # half a person: wait for the announced hand-off
+                else:
+                    self._apply_event(res, rec.partition, pid, state, d)
+            elif kind == "expect":
+                absorbed = d["from"]
+                if absorbed not in state.absorbed and absorbed not in state.pending:
+                    state.pending.append(absorbed)
             elif kind == "merge":
                 self._hand_off(res, rec.partition, pid, state, d["into"], int(d["ts"]))
             elif kind == "hand":
@@ -125,7 +133,18 @@ class DecideStage:
                     continue
                 state.absorbed.append(absorbed)
                 other = ProfileState.from_json(dumps(d["state"]))
+                if absorbed in state.pending:
+                    state.pending.remove(absorbed)
+                # what the absorbed profile was itself waiting for, it now waits for here
+                state.pending += [
+                    p for p in other.pending if p not in state.absorbed and p not in state.pending
+                ]
+                state.buffer += other.buffer
                 self._effects(res, rec.partition, self.engine.merge(pid, state, other, int(d["ts"])))
+                if not state.pending:
+                    held, state.buffer = state.buffer, []
+                    for env in held:
+                        self._apply_event(res, rec.partition, pid, state, env)
             elif kind == "erase":
                 ops = res.commit.timer_ops(rec.partition)
                 ops.cancel.update(member(pid, *k.split("|", 1)) for k in state.timers)
@@ -133,6 +152,10 @@ class DecideStage:
                 for absorbed in state.absorbed:  # their tombstones name this profile
                     res.commit.states[absorbed] = None
         return res
+
+    def _apply_event(self, res: Result, partition: int, pid: str, state: ProfileState, d: JSONDict) -> None:
+        ev = Event.from_dict(d["ev"])
+        self._effects(res, partition, self.engine.on_event(pid, state, ev, int(d.get("rx", 0))))
 
     def _forward(self, res: Result, into: str, d: JSONDict) -> None:
         fwd = {**d, "pid": into}
@@ -211,6 +234,10 @@ class DecideStage:
         for p, t in sorted(claimed, key=lambda x: (x[1].due, x[1].member)):
             pid = t.profile_id
             state = cache[pid]
+            if state.pending:
+                # a hand-off is on its way: decide on the whole person, once it is here
+                res.commit.released.setdefault(p, []).append(t)
+                continue
             res.commit.fired.setdefault(p, []).append(t)
             if state.into:
                 continue  # merged away: the survivor got this timer in the hand-off
@@ -232,6 +259,8 @@ class DecideStage:
             await self.timers.apply(p, ops)
         for p, fired in commit.fired.items():
             await self.timers.done(p, fired)
+        for p, held in commit.released.items():
+            await self.timers.release(p, held)
 
     def observe_latency(self, res: Result) -> None:
         now = time.time() * 1000

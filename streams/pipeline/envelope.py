@@ -4,6 +4,7 @@
 ``k``      meaning
 =========  ============================================================================
 ``ev``     a resolved event for profile ``pid`` (``ev``: the event, ``rx``: intake wall ms)
+``expect`` survivor ``pid`` will receive the state of ``from``: hold its events and timers until then
 ``merge``  profile ``pid`` was absorbed into ``into``: hand its state over
 ``hand``   the state of absorbed profile ``from``, for survivor ``pid``
 ``wm``     watermark marker: source partition ``src`` has seen event time up to ``wm``
@@ -25,6 +26,10 @@ def partition_for(key: str, partitions: int) -> int:
 
 def event_record(pid: str, event: Event, rx: int) -> bytes:
     return dumps({"k": "ev", "pid": pid, "ev": event.to_dict(), "rx": rx})
+
+
+def expect_record(survivor: str, absorbed: str, ts: int) -> bytes:
+    return dumps({"k": "expect", "pid": survivor, "from": absorbed, "ts": ts})
 
 
 def merge_record(absorbed: str, survivor: str, ts: int) -> bytes:

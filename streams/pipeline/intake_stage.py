@@ -116,6 +116,17 @@ class IntakeStage:
             for m in res.merges:
                 k, v = records.identity_merged(m, ev.message_id)
                 out.append(OutRecord(self.topics.identity_changes, k, v))
+                # The survivor's partition learns of the hand-off in-band, before the watermark
+                # that follows this batch: it holds the survivor's events and timers until the
+                # absorbed state arrives, so no decision is taken on half a person.
+                out.append(
+                    OutRecord(
+                        self.topics.profiled,
+                        m.survivor.encode(),
+                        envelope.expect_record(m.survivor, m.absorbed, m.ts),
+                        envelope.partition_for(m.survivor, self.partitions),
+                    )
+                )
                 out.append(
                     OutRecord(
                         self.topics.profiled,
