@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -37,8 +37,17 @@ def lines(path: Path) -> Iterator[bytes]:
                 yield line
 
 
-async def replay_file(settings: Settings, path: Path, *, rate: float = 0.0, topic: str | None = None) -> int:
-    """Produce every line of ``path`` to ``topic``; returns the count. ``rate`` in events/s (0: max)."""
+async def replay_file(
+    settings: Settings,
+    path: Path,
+    *,
+    rate: float = 0.0,
+    topic: str | None = None,
+    key: Callable[[bytes], bytes | None] = key_of,
+) -> int:
+    """Produce every line of ``path`` to ``topic``; returns the count. ``rate`` in events/s (0: max).
+
+    ``key`` picks each record's key (default: userId, else anonymousId)."""
     producer = AIOKafkaProducer(**client_options(settings), acks="all", linger_ms=5)
     await producer.start()
     n = 0
@@ -46,7 +55,7 @@ async def replay_file(settings: Settings, path: Path, *, rate: float = 0.0, topi
     try:
         futs = []
         for line in lines(path):
-            futs.append(await producer.send(topic or settings.topic_raw, line, key=key_of(line)))
+            futs.append(await producer.send(topic or settings.topic_raw, line, key=key(line)))
             n += 1
             if rate > 0:
                 ahead = n / rate - (time.monotonic() - start)

@@ -19,7 +19,7 @@ from streams.engine.clock import EventClock
 from streams.engine.runner import Engine
 from streams.engine.state import MemoryStateStore, RedisStateStore, StateStore
 from streams.engine.timers import MemoryTimerStore, RedisTimerStore, TimerStore
-from streams.identity.base import IdentityStore
+from streams.identity.base import IdentityRules, IdentityStore
 from streams.identity.memory import MemoryIdentityStore
 from streams.identity.redis_store import RedisIdentityStore
 from streams.intake import Intake, IntakeConfig
@@ -43,8 +43,9 @@ class Stores:
     timers: TimerStore
 
     @classmethod
-    def memory(cls) -> Stores:
-        return cls(MemoryDedupeStore(), MemoryIdentityStore(), MemoryStateStore(), MemoryTimerStore())
+    def memory(cls, settings: Settings | None = None) -> Stores:
+        rules = IdentityRules.from_settings(settings) if settings is not None else None
+        return cls(MemoryDedupeStore(), MemoryIdentityStore(rules), MemoryStateStore(), MemoryTimerStore())
 
     @classmethod
     def redis(cls, settings: Settings) -> Stores:
@@ -54,7 +55,7 @@ class Stores:
         keys = Keys(settings.redis_prefix)
         return cls(
             RedisDedupeStore(client, keys, settings.dedupe_ttl),
-            RedisIdentityStore(client, keys),
+            RedisIdentityStore(client, keys, IdentityRules.from_settings(settings)),
             RedisStateStore(client, keys),
             RedisTimerStore(client, keys),
         )
@@ -101,6 +102,7 @@ class Runtime:
             ),
             clock=settings.clock,
             event_clock=self.event_clock,
+            timer_batch=settings.timer_batch,
         )
         #: one profile's state is touched by one coroutine at a time: the batch or the timer tick
         self.lock = asyncio.Lock()

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -23,6 +23,12 @@ from pydantic_settings import (
 )
 
 from streams.exceptions import ConfigError
+from streams.identity.base import (
+    DEFAULT_LIMITS,
+    DEFAULT_MAX_IDENTIFIERS,
+    DEFAULT_MAX_MERGES,
+    DEFAULT_PRIORITY,
+)
 
 ENV_PREFIX = "CXSTREAM_"
 
@@ -78,6 +84,9 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=500, ge=1, le=100_000)
     batch_within: float = Field(default=0.05, gt=0, le=60)
     timer_tick: float = Field(default=0.5, gt=0, le=60, description="seconds between timer scans")
+    timer_batch: int = Field(
+        default=500, ge=1, le=100_000, description="most timers fired per partition per round (one produce)"
+    )
     log_level: Literal["debug", "info", "warn", "error"] = "info"
 
     # --- intake --------------------------------------------------------------------------
@@ -93,6 +102,22 @@ class Settings(BaseSettings):
     # --- identity ------------------------------------------------------------------------
     identity_pepper: SecretStr | None = Field(
         default=None, description="secret for keyed hashing of emails and phones in Redis"
+    )
+    identity_priority: Annotated[dict[str, int], NoDecode] = Field(
+        default_factory=lambda: dict(DEFAULT_PRIORITY),
+        description="TYPE=RANK,...: the identifier kept longest when a limit forces a drop (higher "
+        "wins); listed types override the defaults",
+    )
+    identity_limits: Annotated[dict[str, int], NoDecode] = Field(
+        default_factory=lambda: dict(DEFAULT_LIMITS),
+        description="TYPE=N,...: most identifiers of a type in one profile; listed types override "
+        "the defaults",
+    )
+    identity_max_identifiers: int = Field(
+        default=DEFAULT_MAX_IDENTIFIERS, ge=1, le=1_000_000, description="most identifiers in one profile"
+    )
+    identity_max_merges: int = Field(
+        default=DEFAULT_MAX_MERGES, ge=0, le=1_000_000, description="most merges into one profile"
     )
 
     # --- topics --------------------------------------------------------------------------
@@ -147,6 +172,34 @@ class Settings(BaseSettings):
             return tuple(p.strip() for p in v.split(",") if p.strip())
         return v
 
+    @field_validator("identity_priority", "identity_limits", mode="before")
+    @classmethod
+    def _type_table(cls, v: Any, info: ValidationInfo) -> Any:
+        limits = info.field_name == "identity_limits"
+        expected = (
+            "expected TYPE=N[,TYPE=N...] with N a whole number >= 1, e.g. user_id=1,email=5"
+            if limits
+            else "expected TYPE=RANK[,TYPE=RANK...] with RANK a whole number, higher kept longer, "
+            "e.g. user_id=100,loyalty_id=90"
+        )
+        if isinstance(v, str):
+            pairs = [p.partition("=") for p in v.split(",") if p.strip()]
+            if any(not sep for _, sep, _ in pairs):
+                raise ValueError(expected)
+            items = [(t.strip(), n.strip()) for t, _, n in pairs]
+        elif isinstance(v, dict):
+            items = [(str(t), str(n)) for t, n in v.items()]
+        else:
+            raise ValueError(expected)
+        table = dict(DEFAULT_LIMITS if limits else DEFAULT_PRIORITY)
+        for t, n in items:
+            if not t or not all(c.isalnum() or c == "_" for c in t) or not n.lstrip("-").isdigit():
+                raise ValueError(expected)
+            if limits and int(n) < 1:
+                raise ValueError(expected)
+            table[t] = int(n)
+        return table
+
     @field_validator("policy_file")
     @classmethod
     def _policy(cls, v: Path | None) -> Path | None:
@@ -185,6 +238,8 @@ class Settings(BaseSettings):
                 v = v.get_secret_value()
             elif isinstance(v, tuple):
                 v = ",".join(v)
+            elif isinstance(v, dict):
+                v = ",".join(f"{k}={n}" for k, n in v.items())
             env[ENV_PREFIX + name.upper()] = str(v)
         return env
 

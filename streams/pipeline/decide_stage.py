@@ -77,7 +77,9 @@ class DecideStage:
         topics: DecideTopics,
         clock: Literal["wall", "event"],
         event_clock: EventClock,
+        timer_batch: int = TIMER_SCAN_LIMIT,
     ) -> None:
+        self.timer_batch = timer_batch
         self.engine = engine
         self.states = states
         self.timers = timers
@@ -148,9 +150,14 @@ class DecideStage:
             elif kind == "erase":
                 ops = res.commit.timer_ops(rec.partition)
                 ops.cancel.update(member(pid, *k.split("|", 1)) for k in state.timers)
+                for m in [m for m in ops.schedule if m.startswith(pid + "|")]:  # set earlier in this batch
+                    del ops.schedule[m]
+                    ops.cancel.add(m)
                 res.commit.states[pid] = None
+                cache[pid] = ProfileState()  # a later record of this batch must not bring it back
                 for absorbed in state.absorbed:  # their tombstones name this profile
                     res.commit.states[absorbed] = None
+                    cache.pop(absorbed, None)
         return res
 
     def _apply_event(self, res: Result, partition: int, pid: str, state: ProfileState, d: JSONDict) -> None:
@@ -216,8 +223,9 @@ class DecideStage:
             return wall_ms()
         return self.event_clock.now(partition)
 
-    async def fire_due(self, partitions: Iterable[int], limit: int = TIMER_SCAN_LIMIT) -> Result:
-        """Claim and run the due timers of these partitions."""
+    async def fire_due(self, partitions: Iterable[int]) -> Result:
+        """Claim and run up to ``timer_batch`` due timers of each of these partitions."""
+        limit = self.timer_batch
         res = Result()
         claimed: list[tuple[int, DueTimer]] = []
         for p in partitions:

@@ -1,0 +1,197 @@
+"""Durable timers on the real stack: a SIGKILL mid-firing, and a year replayed on the event clock."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import pytest
+from helpers import consume, json_values, kill9, produce, running_worker
+
+from streams.constants import DAY_MS, MINUTE_MS, Keys
+from streams.intake import ms_to_iso
+from streams.pipeline.envelope import partition_for
+from streams.redis_io import connect
+from streams.settings import Settings
+from streams.sinks.records import trigger_id
+from streams.testing import at
+
+pytestmark = pytest.mark.stack
+
+
+def pending_timers(s: Settings) -> int:
+    async def count() -> int:
+        client = connect(s.redis_url.get_secret_value())
+        try:
+            keys = Keys(s.redis_prefix)
+            return sum([int(await client.zcard(keys.timers(p) + ":due")) for p in range(s.partitions)])
+        finally:
+            await client.aclose()
+
+    return asyncio.run(count())
+
+
+def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def keys_covering(partitions: int, prefix: str) -> list[str]:
+    """One key per source partition, so an event on each moves every partition's watermark."""
+    found: dict[int, str] = {}
+    n = 0
+    while len(found) < partitions:
+        found.setdefault(partition_for(f"{prefix}{n}", partitions), f"{prefix}{n}")
+        n += 1
+    return list(found.values())
+
+
+def test_a_worker_killed_while_timers_are_due_fires_each_once_after_restart(
+    make_settings: Callable[..., Settings], topics: Callable[[Settings], None], tmp_path: Path
+) -> None:
+    s = make_settings(clock="event", watermark_idle_timeout=2.0, rules=("cart_abandoned",), timer_batch=1)
+    topics(s)
+    t0 = at("2026-05-04T12:00:00Z")
+    people = [f"shopper{i:03d}" for i in range(120)]
+    carts = []
+    for n, p in enumerate(people):
+        identify = {
+            "type": "identify",
+            "messageId": f"{p}-id",
+            "userId": p,
+            "timestamp": ms_to_iso(t0 + n),
+            "traits": {"email": f"{p}@example.com"},
+            "context": {
+                "channel": "web",
+                "location": {"country": "US"},
+                "consent": {"categoryPreferences": {"marketing": True}},
+            },
+        }
+        add = {
+            "type": "track",
+            "event": "Product Added",
+            "messageId": f"{p}-add",
+            "userId": p,
+            "timestamp": ms_to_iso(t0 + 1000 + n),
+            "properties": {"product_id": "sku-9", "price": 49.5},
+            "context": {"channel": "app"},
+        }
+        carts += [(p.encode(), orjson.dumps(identify)), (p.encode(), orjson.dumps(add))]
+    later = [
+        (
+            k.encode(),
+            orjson.dumps(
+                {
+                    "type": "page",
+                    "messageId": f"tick-{k}",
+                    "anonymousId": k,
+                    "name": "Home",
+                    "timestamp": ms_to_iso(t0 + 2 * 60 * MINUTE_MS),
+                    "context": {"channel": "web"},
+                }
+            ),
+        )
+        for k in keys_covering(s.partitions, "tick")
+    ]
+    log = tmp_path / "worker.log"
+    with running_worker(s, log) as first:
+        produce(s, s.topic_raw, carts)
+        wait_for(lambda: pending_timers(s) == len(people), 90, "every cart's timer to be scheduled")
+        produce(s, s.topic_raw, later)  # the event clock passes t0 + 30 min: every timer is due
+        assert consume(s, s.topic_activations, want=1, timeout=60), log.read_text()[-3000:]
+        kill9(first)
+    fired_before = len(
+        {ce["id"] for ce in json_values(consume(s, s.topic_activations, want=len(people), timeout=2))}
+    )
+    assert 0 < fired_before < len(people), "the kill should land while timers are still due"
+    with running_worker(s, log) as second:
+        msgs = consume(s, s.topic_activations, want=len(people), timeout=120, idle=3)
+        assert second.poll() is None, log.read_text()[-3000:]
+        wait_for(lambda: pending_timers(s) == 0, 30, "every fired timer to be removed")
+    ids = [ce["id"] for ce in json_values(msgs)]
+    assert set(ids) == {trigger_id("cart_abandoned", 1, f"{p}-add") for p in people}
+    # at most the ones in flight at the kill were sent twice, with the same id (consumers dedupe)
+    assert len(ids) - len(set(ids)) <= len(people) - fired_before + 1
+
+
+def year_of_purchases(seed: int = 11) -> list[dict[str, object]]:
+    rnd = random.Random(seed)
+    start = at("2025-01-01")
+    end = at("2026-01-01")
+    events = []
+    for c in range(150):
+        user = f"buyer{c:03d}"
+        t = start + rnd.randint(0, 60) * DAY_MS + rnd.randint(0, DAY_MS)
+        n = 0
+        while t < end:
+            events.append(
+                {
+                    "type": "track",
+                    "event": "Order Completed",
+                    "messageId": f"{user}-o{n}",
+                    "userId": user,
+                    "timestamp": ms_to_iso(t),
+                    "properties": {"order_id": f"{user}-o{n}", "total": 30 + n},
+                    "context": {"channel": rnd.choice(["web", "app", "pos"])},
+                }
+            )
+            n += 1
+            gap = rnd.choice(
+                [
+                    rnd.randint(1, 44) * DAY_MS,
+                    45 * DAY_MS,
+                    rnd.randint(46, 120) * DAY_MS,
+                    45 * DAY_MS + 1,
+                    rnd.randint(1, 30) * DAY_MS,
+                ]
+            )
+            t += gap
+    events.sort(key=lambda e: (str(e["timestamp"]), str(e["messageId"])))
+    return events
+
+
+def direct_inactivity(events: list[dict[str, object]]) -> dict[str, int]:
+    """The 45-day triggers straight from the data: trigger id -> when the spell completed."""
+    from streams.intake import parse_time_ms
+
+    end = max(parse_time_ms(str(e["timestamp"])) for e in events)
+    by_user: dict[str, list[tuple[int, str]]] = {}
+    for e in events:
+        by_user.setdefault(str(e["userId"]), []).append(
+            (parse_time_ms(str(e["timestamp"])), str(e["messageId"]))
+        )
+    out = {}
+    for acts in by_user.values():
+        acts.sort()
+        for (ts, mid), nxt in zip(acts, [*acts[1:], None], strict=True):
+            spell = ts + 45 * DAY_MS
+            if (nxt is not None and nxt[0] > spell) or (nxt is None and spell <= end):
+                out[trigger_id("inactive_45d", 1, mid)] = spell
+    return out
+
+
+def test_a_year_replayed_on_the_event_clock_fires_exactly_the_computed_inactivity_triggers(
+    make_settings: Callable[..., Settings], topics: Callable[[Settings], None], tmp_path: Path
+) -> None:
+    s = make_settings(clock="event", watermark_idle_timeout=1.5, rules=("inactive_45d",))
+    topics(s)
+    events = year_of_purchases()
+    expected = direct_inactivity(events)
+    assert 100 < len(expected) < len(events)
+    log = tmp_path / "worker.log"
+    with running_worker(s, log) as proc:
+        produce(s, s.topic_raw, [(str(e["userId"]).encode(), orjson.dumps(e)) for e in events])
+        msgs = consume(s, s.topic_decisions, want=len(expected), timeout=120, idle=4)
+        assert proc.poll() is None, log.read_text()[-3000:]
+    got = {d["id"]: d["time"] for d in json_values(msgs)}
+    assert len(got) == len(msgs), "no trigger twice"
+    assert set(got) == set(expected)
+    assert got == {i: ms_to_iso(t) for i, t in expected.items()}
