@@ -17,14 +17,26 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-install: $(STAMP) ## make .venv and install cxstream with its dev extras
-	@echo "installed into $(VENV)"
+# Test tools outside the Python runtime: the official AsyncAPI schemas (npm, into .tools/)
+# and promtool + prometheus (Debian's package; apt-get only because no wheel ships them).
+TOOLS := .tools/.installed
+$(TOOLS): scripts/install-asyncapi-specs.sh scripts/install-prometheus.sh
+	bash scripts/install-asyncapi-specs.sh
+	bash scripts/install-prometheus.sh
+	@mkdir -p .tools && touch $(TOOLS)
+
+install: $(STAMP) $(TOOLS) ## make .venv with cxstream and its dev extras, and the test tools
+	@echo "installed into $(VENV) and .tools"
 
 demo: $(STAMP) ## the main job on the embedded default: broker, Redis, worker, demo replay, live triggers
 	$(BIN)/cxstream dev
 
-test: $(STAMP) ## the whole test suite (starts and stops its own broker and Redis)
+test: $(STAMP) $(TOOLS) ## the whole test suite (starts and stops its own broker and Redis)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP) ## benchmarks: identity at 1M profiles, pipeline throughput (prints numbers)
+	$(BIN)/python bench/bench_pipeline.py --events 50000
+	$(BIN)/python bench/bench_identity.py --profiles $(or $(PROFILES),1000000)
 
 lint: $(STAMP) ## ruff lint + format check, mypy --strict
 	$(BIN)/ruff check streams rules tests
@@ -36,6 +48,6 @@ format: $(STAMP) ## format and auto-fix
 	$(BIN)/ruff check --fix streams rules tests
 
 clean: ## remove the venv, caches and local state
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .cxstream
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache .hypothesis .cxstream
 
-.PHONY: help install demo test lint format clean
+.PHONY: help install demo test bench lint format clean

@@ -23,11 +23,15 @@ import faust
 
 from streams import metrics
 from streams.kafka import client_options, send_all
+from streams.logs import bind_batch
 from streams.pipeline.records import InRecord, OutRecord
 from streams.runtime import Runtime, Stores
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: seconds between consumer-lag measurements (one position lookup per assigned partition)
+LAG_INTERVAL = 2.0
 
 
 def _credentials(settings: Settings) -> Any:
@@ -71,6 +75,7 @@ def build_app(settings: Settings, stores: Stores | None = None) -> tuple[faust.A
         broker_commit_every=settings.batch_size,
         broker_commit_interval=1.0,
         producer_acks=-1,
+        producer_max_request_size=settings.kafka_max_request_size,
         broker_session_timeout=settings.kafka_session_timeout,
         broker_rebalance_timeout=settings.kafka_rebalance_timeout,
         broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout / 3),
@@ -84,14 +89,18 @@ def build_app(settings: Settings, stores: Stores | None = None) -> tuple[faust.A
     )
 
     async def produce(records: Sequence[OutRecord]) -> None:
-        await send_all(app.producer, records)
+        await send_all(app.producer, records, settings.kafka_max_request_size)
+
+    lag = metrics.Lag()
 
     @app.agent(raw, name="intake", concurrency=1)
     async def intake(stream: Any) -> None:
         async for events in stream.take_events(settings.batch_size, settings.batch_within):
             start = time.perf_counter()
+            bind_batch("intake", events)
             out = await runtime.intake.process(_records(events), int(time.time() * 1000))
             await produce(out)
+            _done(lag, events)
             metrics.BATCH_SIZE.labels("intake").observe(len(events))
             metrics.PROCESSING_SECONDS.labels("intake").observe(time.perf_counter() - start)
 
@@ -100,6 +109,7 @@ def build_app(settings: Settings, stores: Stores | None = None) -> tuple[faust.A
         async for events in stream.take_events(settings.batch_size, settings.batch_within):
             start = time.perf_counter()
             batch = _records(events)
+            bind_batch("decide", events)
             async with runtime.lock:
                 await runtime.adopt(_owned(app, settings.topic_profiled) | {r.partition for r in batch})
                 res = await runtime.decide.process(batch)
@@ -110,6 +120,7 @@ def build_app(settings: Settings, stores: Stores | None = None) -> tuple[faust.A
                         if not fired.commit.fired:
                             break
                         await runtime.run_decide(fired, produce)
+            _done(lag, events)
             metrics.BATCH_SIZE.labels("decide").observe(len(events))
             metrics.PROCESSING_SECONDS.labels("decide").observe(time.perf_counter() - start)
 
@@ -122,7 +133,16 @@ def build_app(settings: Settings, stores: Stores | None = None) -> tuple[faust.A
             await runtime.adopt(owned)
         await runtime.tick(produce)
 
+    @app.timer(LAG_INTERVAL)  # type: ignore[untyped-decorator]  # faust is untyped
+    async def consumer_lag() -> None:
+        await lag.measure(app.consumer)
+
     return app, runtime
+
+
+def _done(lag: metrics.Lag, events: Sequence[Any]) -> None:
+    for e in events:
+        lag.done(e.message.topic, e.message.partition, e.message.offset)
 
 
 def _owned(app: faust.App, topic: str) -> set[int]:

@@ -17,7 +17,6 @@ command                what it does
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -182,10 +181,10 @@ def profile_forget(ref: str, yes: bool) -> None:
 
 
 def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level={"warn": logging.WARNING}.get(level, getattr(logging, level.upper(), logging.INFO)),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    """JSON logs (structlog) on stderr; see :mod:`streams.logs`."""
+    from streams.logs import setup_logging as setup
+
+    setup(level)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,10 @@ def stop_worker(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
         proc.wait(timeout=5)
 
 
+#: live lines printed per rule; the summary counts them all
+SHOWN_PER_RULE = 15
+
+
 def describe(ce: dict[str, object]) -> str:
     """One line per trigger, as a person reads it."""
     data = ce.get("data") or {}
@@ -95,25 +99,53 @@ async def _watch(settings: Settings, stats: Counter[str], last: list[float]) -> 
             doc = orjson.loads(msg.value or b"{}")
             if msg.topic == settings.topic_activations:
                 stats["activations"] += 1
-                stats["rule:" + str(doc.get("type", "")).removeprefix("cx.trigger.")] += 1
+                rule = str(doc.get("type", "")).removeprefix("cx.trigger.")
+                stats["rule:" + rule] += 1
                 if stats["activations"] == 1:
                     print(
                         "\nTriggers as they fire (event time, rule, profile, channels, context):", flush=True
                     )
-                print(describe(doc), flush=True)
+                if stats["rule:" + rule] <= SHOWN_PER_RULE:
+                    print(describe(doc), flush=True)
+                elif stats["rule:" + rule] == SHOWN_PER_RULE + 1:
+                    print(f"  ... more {rule} triggers: counted in the summary", flush=True)
             else:
                 stats["decision:" + doc.get("outcome", "?")] += 1
-                if doc.get("outcome") == "suppressed":
-                    for r in doc.get("refused", []):
-                        stats["suppressed:" + r["reason"]] += 1
+                if doc.get("outcome") == "suppressed":  # each decision counted once per distinct reason
+                    for reason in sorted({r["reason"] for r in doc.get("refused", [])}):
+                        stats["suppressed:" + reason] += 1
     finally:
         await consumer.stop()
+
+
+#: seconds between two live summary lines of ``cxstream dev``
+LIVE_EVERY = 5.0
+
+
+async def _live_metrics(settings: Settings) -> None:
+    """Every few seconds, while anything moves: one line from the worker's own metrics endpoint."""
+    from streams.metrics import SUMMARY, scrape_totals, summary_line
+
+    url = f"http://127.0.0.1:{settings.metrics_port}/metrics"
+    prev = dict.fromkeys(SUMMARY, 0.0)
+    at = time.monotonic()
+    while True:
+        await asyncio.sleep(LIVE_EVERY)
+        try:
+            cur = await asyncio.to_thread(scrape_totals, url)
+        except OSError:  # the worker is not serving yet
+            continue
+        now = time.monotonic()
+        if cur != prev:
+            print(summary_line(prev, cur, now - at), flush=True)
+        prev, at = cur, now
 
 
 async def _demo(settings: Settings, file: Path, serve: bool, linger: float, worker_log: Path) -> int:
     stats: Counter[str] = Counter()
     last = [time.monotonic()]
     watcher = asyncio.create_task(_watch(settings, stats, last))
+    live = asyncio.create_task(_live_metrics(settings))
     print(f"Replaying {file.name} (event clock: timers fire as the replay's time passes) ...", flush=True)
     n = await replay_file(settings, file)
     print(f"Replayed {n} events to {settings.topic_raw}.", flush=True)
@@ -122,6 +154,7 @@ async def _demo(settings: Settings, file: Path, serve: bool, linger: float, work
         while serve or time.monotonic() - last[0] < linger:  # noqa: ASYNC110 - polling for quiet
             await asyncio.sleep(0.5)
     finally:
+        live.cancel()
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await watcher
@@ -132,7 +165,9 @@ async def _demo(settings: Settings, file: Path, serve: bool, linger: float, work
     for k, v in sorted(stats.items()):
         if k.startswith("rule:"):
             print(f"    {k[5:]:<26} {v}")
-    print(f"  decisions suppressed {stats['decision:suppressed']}")
+    print(
+        f"  decisions suppressed {stats['decision:suppressed']}  (by reason; one decision can have several)"
+    )
     for k, v in sorted(stats.items()):
         if k.startswith("suppressed:"):
             print(f"    {k[11:]:<26} {v}")

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import ssl
 from collections.abc import Sequence
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError, TopicAlreadyExistsError
 
 from streams import metrics
+from streams.pipeline.records import OutRecord
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -94,26 +96,76 @@ async def create_topics(settings: Settings, replication: int = 1, wait: float = 
         await admin.close()
 
 
-async def send_all(producer: Any, records: Sequence[Any]) -> None:
+#: Room left for key, headers and batch framing when a record must be cut to fit.
+_FRAMING = 16 * 1024
+
+
+def fit(record: OutRecord, limit: int) -> OutRecord:
+    """A record the broker can take: the value cut to fit, with its original length and hash.
+
+    Used only for a record that can never be sent whole (the broker or producer refuses its
+    size for good): better its first bytes with a fingerprint than a partition stuck forever.
+    """
+    keep = max(0, limit - _FRAMING - len(record.key or b""))
+    if any(k == "cx-truncated-from" for k, _ in record.headers):
+        headers = list(record.headers)  # cut again: the fingerprint of the original stays
+    else:
+        headers = [
+            *record.headers,
+            ("cx-truncated-from", str(len(record.value)).encode()),
+            ("cx-value-sha256", hashlib.sha256(record.value).hexdigest().encode()),
+        ]
+    return OutRecord(record.topic, record.key, record.value[:keep], record.partition, headers)
+
+
+async def send_all(producer: Any, records: Sequence[OutRecord], max_bytes: int = 1_000_000) -> None:
     """Send records in order through a faust producer and wait for every ack.
 
-    A failed send is retried (same record, same partition) until the broker takes it:
-    a broker outage slows the worker down, it does not lose output.
+    A failed send is retried until the broker takes it: a broker outage slows the worker
+    down, it does not lose output. Order is kept: after a failure, everything from the
+    first failed record on is sent again (a record may arrive twice; every consumer of ours
+    is idempotent, and triggers keep their ids). A send refused at once counts as failed
+    too (it must not escape: faust would stop the agent). A record too large to ever be
+    sent is cut to ``max_bytes`` (see :func:`fit`), before sending or when refused.
     """
-    pending = list(records)
+    pending = [fit(r, max_bytes) if _size(r) > max_bytes - _FRAMING else r for r in records]
     delay = 0.1
     while pending:
-        futs = []
+        results: list[Any] = []
         for r in pending:
-            futs.append(await producer.send(r.topic, r.key, r.value, r.partition, None, r.headers or None))
-        results = await asyncio.gather(*futs, return_exceptions=True)
-        failed = [r for r, res in zip(pending, results, strict=True) if isinstance(res, BaseException)]
-        if failed:
-            metrics.KAFKA_ERRORS.inc(len(failed))
-            first = next(res for res in results if isinstance(res, BaseException))
-            log.warning(
-                "%d of %d sends failed (%s); retrying in %.1fs", len(failed), len(pending), first, delay
-            )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
-        pending = failed
+            try:
+                results.append(
+                    await producer.send(r.topic, r.key, r.value, r.partition, None, r.headers or None)
+                )
+            except Exception as exc:
+                results.append(_failed(exc))
+        outcomes = await asyncio.gather(*results, return_exceptions=True)
+        first = next((i for i, res in enumerate(outcomes) if isinstance(res, BaseException)), None)
+        if first is None:
+            return
+        error = outcomes[first]
+        metrics.KAFKA_ERRORS.inc(sum(isinstance(res, BaseException) for res in outcomes))
+        pending = pending[first:]
+        if _too_large(error):
+            log.error("record for %s is over the broker's size limit; sending it cut", pending[0].topic)
+            pending[0] = fit(pending[0], min(max_bytes, len(pending[0].value) // 2 + _FRAMING))
+        log.warning("send failed (%s); resending %d records in %.1fs", error, len(pending), delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 5.0)
+
+
+def _size(r: OutRecord) -> int:
+    return len(r.value) + len(r.key or b"") + sum(len(k) + len(v) for k, v in r.headers)
+
+
+def _too_large(res: object) -> bool:
+    """A size refusal, from aiokafka directly or wrapped by faust (``ProducerSendError``)."""
+    while isinstance(res, BaseException):
+        if isinstance(res, MessageSizeTooLargeError | RecordTooLargeError):
+            return True
+        res = res.__cause__
+    return False
+
+
+async def _failed(exc: BaseException) -> None:
+    raise exc

@@ -1,18 +1,54 @@
 """Prometheus metrics: every one cxstream exports, in one place.
 
-Conventions: ``cxstream_`` prefix, base units (seconds, bytes), ``_total`` counters,
-no per-person labels (label values come from closed sets: channel, call type, error
-code, rule name, outcome, reason).
+Conventions: ``cxstream_`` prefix, base units (seconds; counts of records are plain numbers),
+``_total`` counters, no per-person labels: label values come from closed or capped sets
+(channel, call type, error code, rule name, outcome, reason, topic, partition).
+
+The program-health measures (docs: domain principle 5) are ratios of these counters, taken in
+PromQL (``deploy/grafana/cxstream.json`` shows them first):
+
+* **valid-event share**: ``events_in / (events_in + deadletter)``: messages that passed
+  validation, of all messages read from the raw topic.
+* **identity resolution rate**: ``events_resolved{person="known"} / events_resolved``: events
+  whose unified profile, once the event is applied (merges included), holds at least one
+  identifier of a known person, i.e. any type but :data:`ANONYMOUS_TYPES` (a ``user_id``,
+  ``email``, ``phone``, ``loyalty_id``, ``crm_id``, ...). Counted by the decide stage, which
+  holds the profile (``ProfileState.reach``); intake only sees the event's own identifiers, and
+  an anonymous page view of someone who logged in last week is exactly what resolution is for.
+* **consent coverage**: ``decision_consent{statement="explicit"} / decision_consent``:
+  decisions (activated or suppressed) where the profile holds an explicit consent statement,
+  granted or withdrawn, for a purpose the decision needs (the rule's, or a candidate channel's);
+  the others ran on the regional default (opt-in: no, opt-out: yes).
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
+
+log = logging.getLogger(__name__)
 
 # Buckets that fit a pipeline measured in milliseconds, with a tail for backlogs.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+#: Redis calls are sub-millisecond on loopback; the top buckets catch retries and slow scripts.
+REDIS_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5)
+#: Timer lateness is about the timer tick on the wall clock (0.2-1 s), but on the event clock a
+#: replay's watermark can move hours in one batch: buckets up to a day.
+LATENESS_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 86400)
 BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 
+#: Identifier types that do not name a person: cookies, devices, and the fallback id of an event
+#: with no usable identifier. A profile with any other type is "known".
+ANONYMOUS_TYPES = frozenset({"anonymous_id", "device_id", "message_id"})
+
+#: Channel names come from the input (``context.channel``), so they are capped: the first
+#: ``MAX_CHANNELS`` distinct names keep their own series, later ones count as ``other``.
+MAX_CHANNELS = 32
+
+# ---------------------------------------------------------------------- intake
 EVENTS_IN = Counter("cxstream_events_in_total", "Valid events accepted by intake", ["channel", "call"])
 DEADLETTERED = Counter("cxstream_deadletter_total", "Messages dead-lettered, by error code", ["code"])
 DUPLICATES = Counter("cxstream_duplicates_total", "Events dropped as duplicate messageIds")
@@ -22,32 +58,178 @@ FUTURE_CLAMPED = Counter(
 BLOCKED_IDENTIFIERS = Counter(
     "cxstream_identifiers_blocked_total", "Identifier values ignored as blocked", ["type"]
 )
+# ---------------------------------------------------------------------- identity
+IDENTITY_OUTCOMES = Counter(
+    "cxstream_identity_outcomes_total",
+    "Identity resolution outcomes per event (new, matched, merged; limit_hit: an identifier was dropped "
+    "to respect a limit; erased: a profile erased on request)",
+    ["outcome"],
+)
+PROFILE_CHANGES = Counter(
+    "cxstream_profile_changes_total",
+    "Unified profiles created, merged away (absorbed into a survivor) and erased",
+    ["change"],
+)
+EVENTS_RESOLVED = Counter(
+    "cxstream_events_resolved_total",
+    "Events applied to a unified profile, by whether the profile holds a known-person identifier",
+    ["person"],
+)
+# ---------------------------------------------------------------------- batches and latency
 BATCH_SIZE = Histogram("cxstream_batch_size", "Events per processed batch", ["stage"], buckets=BATCH_BUCKETS)
 PROCESSING_SECONDS = Histogram(
     "cxstream_batch_processing_seconds", "Time to process one batch", ["stage"], buckets=LATENCY_BUCKETS
 )
 EVENT_TO_TRIGGER_SECONDS = Histogram(
     "cxstream_event_to_trigger_seconds",
-    "Wall time from an event's arrival at intake to its trigger being produced",
+    "Wall time from an event's arrival at intake to its trigger being produced (event-caused triggers)",
     ["rule"],
     buckets=LATENCY_BUCKETS,
 )
-IDENTITY_OUTCOMES = Counter("cxstream_identity_outcomes_total", "Identity resolution outcomes", ["outcome"])
-PROFILES_CREATED = Counter("cxstream_profiles_created_total", "Profiles created")
+# ---------------------------------------------------------------------- consent, rules, triggers
 TRIGGERS = Counter("cxstream_triggers_total", "Triggers activated, by rule and channel", ["rule", "channel"])
 DECISIONS = Counter(
-    "cxstream_decisions_total", "Decisions by rule, outcome and reason", ["rule", "outcome", "reason"]
+    "cxstream_decisions_total",
+    "Decisions on triggers, by rule and outcome (activated, suppressed)",
+    ["rule", "outcome"],
+)
+REFUSALS = Counter(
+    "cxstream_channel_refusals_total",
+    "Candidate channels refused by the governance step, by rule and reason (no_consent, frequency_cap, ...)",
+    ["rule", "reason"],
+)
+DECISION_CONSENT = Counter(
+    "cxstream_decision_consent_total",
+    "Decisions by whether the profile held an explicit consent statement for a purpose they need",
+    ["statement"],
 )
 RULE_ERRORS = Counter("cxstream_rule_errors_total", "Events a rule raised on (isolated)", ["rule"])
+# ---------------------------------------------------------------------- timers
 TIMERS_FIRED = Counter("cxstream_timers_fired_total", "Durable timers fired", ["rule"])
 TIMERS_PENDING = Gauge("cxstream_timers_pending", "Timers scheduled on this worker's partitions")
 TIMER_LATENESS = Histogram(
     "cxstream_timer_lateness_seconds",
-    "How late a timer fired, against its clock",
-    buckets=LATENCY_BUCKETS,
+    "How late a timer fired, against its clock (wall or event)",
+    buckets=LATENESS_BUCKETS,
 )
-REDIS_SECONDS = Histogram(
-    "cxstream_redis_call_seconds", "Redis call latency", ["op"], buckets=LATENCY_BUCKETS
+# ---------------------------------------------------------------------- Kafka and Redis
+CONSUMER_LAG = Gauge(
+    "cxstream_consumer_lag_records",
+    "Records not yet processed per assigned partition: highwater - next offset to process",
+    ["topic", "partition"],
 )
+REDIS_SECONDS = Histogram("cxstream_redis_call_seconds", "Redis call latency", ["op"], buckets=REDIS_BUCKETS)
 REDIS_ERRORS = Counter("cxstream_redis_errors_total", "Redis calls that failed and were retried", ["op"])
 KAFKA_ERRORS = Counter("cxstream_kafka_errors_total", "Produce calls that failed and were retried")
+
+_channels: set[str] = set()
+
+
+def channel_label(channel: str) -> str:
+    """``channel`` as a label value, or ``other`` once ``MAX_CHANNELS`` names are in use."""
+    if channel in _channels:
+        return channel
+    if len(_channels) < MAX_CHANNELS:
+        _channels.add(channel)
+        return channel
+    return "other"
+
+
+def event_resolved(reach: Iterable[str]) -> None:
+    """An event was applied to a profile whose identifier types are ``reach``."""
+    known = any(t not in ANONYMOUS_TYPES for t in reach)
+    EVENTS_RESOLVED.labels("known" if known else "anonymous").inc()
+
+
+def decision_consent(consent: Mapping[str, Any], purposes: Iterable[str]) -> None:
+    """A decision needing ``purposes`` was taken on a profile with this consent history."""
+    explicit = any(consent.get(p) for p in purposes)
+    DECISION_CONSENT.labels("explicit" if explicit else "none").inc()
+
+
+class Lag:
+    """Consumer lag per assigned partition: highwater - the next offset this worker will process.
+
+    The next offset is the one after the last record an agent finished (:meth:`done`), else the
+    consumer's fetch position; records fetched but still buffered in faust's stream count as lag.
+    """
+
+    def __init__(self) -> None:
+        self.next: dict[tuple[str, int], int] = {}
+        self.shown: set[tuple[str, int]] = set()
+
+    def done(self, topic: str, partition: int, offset: int) -> None:
+        key = (topic, partition)
+        if offset + 1 > self.next.get(key, -1):
+            self.next[key] = offset + 1
+
+    async def measure(self, consumer: Any) -> None:
+        """Set the gauge for the consumer's current assignment (faust consumer; untyped)."""
+        try:
+            assigned = {(tp.topic, tp.partition): tp for tp in consumer.assignment()}
+        except Exception:  # consumer not started yet
+            return
+        for key in list(self.shown - assigned.keys()):  # revoked: its series go away
+            CONSUMER_LAG.remove(key[0], str(key[1]))
+            self.shown.discard(key)
+            self.next.pop(key, None)
+        for key, tp in sorted(assigned.items()):
+            try:
+                high = consumer.highwater(tp)
+                pos = await consumer.position(tp)
+            except Exception as exc:  # a partition being reassigned; next round
+                log.debug("lag of %s/%s unknown (%s)", key[0], key[1], exc)
+                continue
+            if high is None or pos is None:
+                continue
+            nxt = min(pos, self.next[key]) if key in self.next else pos
+            CONSUMER_LAG.labels(key[0], str(key[1])).set(max(0, high - nxt))
+            self.shown.add(key)
+
+
+# Closed label sets start at 0, so a rate or increase over a series counts its first events too.
+for _person in ("known", "anonymous"):
+    EVENTS_RESOLVED.labels(_person)
+for _statement in ("explicit", "none"):
+    DECISION_CONSENT.labels(_statement)
+for _change in ("created", "merged", "erased"):
+    PROFILE_CHANGES.labels(_change)
+for _outcome in ("new", "matched", "merged", "limit_hit", "erased"):
+    IDENTITY_OUTCOMES.labels(_outcome)
+
+
+# ---------------------------------------------------------------------- reading a worker's endpoint
+#: what the live summary of ``cxstream dev`` adds up, from a scrape
+SUMMARY: dict[str, tuple[str, dict[str, str]]] = {
+    "events_in": ("cxstream_events_in_total", {}),
+    # one activation (CloudEvent) per activated decision, whatever the number of its channels
+    "triggers": ("cxstream_decisions_total", {"outcome": "activated"}),
+    "deadletter": ("cxstream_deadletter_total", {}),
+    "lag": ("cxstream_consumer_lag_records", {}),
+}
+
+
+def scrape_totals(url: str, timeout: float = 2.0) -> dict[str, float]:
+    """Sum each :data:`SUMMARY` metric over its series, from a worker's ``/metrics`` endpoint."""
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urlopen(url, timeout=timeout) as resp:
+        text = resp.read().decode()
+    out = dict.fromkeys(SUMMARY, 0.0)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            for key, (name, labels) in SUMMARY.items():
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    out[key] += sample.value
+    return out
+
+
+def summary_line(prev: Mapping[str, float], cur: Mapping[str, float], seconds: float) -> str:
+    """``events/s in, triggers, dead letters, lag`` between two :func:`scrape_totals`."""
+    rate = (cur["events_in"] - prev["events_in"]) / seconds if seconds > 0 else 0.0
+    return (
+        f"  [metrics] {rate:,.0f} events/s in ({cur['events_in']:,.0f} total), "
+        f"{cur['triggers']:,.0f} triggers, {cur['deadletter']:,.0f} dead letters, lag {cur['lag']:,.0f}"
+    )

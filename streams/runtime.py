@@ -68,7 +68,7 @@ class Runtime:
         self.settings = settings
         self.stores = stores
         self.policy = policy or load_policy(settings.policy_file)
-        self.rules = registry.load(settings.rules)
+        self.rules = registry.load(settings.rules, settings=settings)
         self.engine = Engine(self.rules, self.policy)
         self.intake = IntakeStage(
             Intake(

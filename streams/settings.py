@@ -58,6 +58,11 @@ class Settings(BaseSettings):
         default=30.0, ge=1, le=1800, description="seconds; a dead worker's partitions move after this"
     )
     kafka_rebalance_timeout: float = Field(default=60.0, ge=1, le=1800)
+    kafka_max_request_size: int = Field(
+        default=2 * 1024 * 1024,
+        ge=64 * 1024,
+        description="bytes; keep it at or below the broker's message.max.bytes (bigger records are cut)",
+    )
 
     # --- Redis ---------------------------------------------------------------------------
     redis_url: SecretStr = Field(
@@ -76,6 +81,9 @@ class Settings(BaseSettings):
         description="seconds after which an idle source partition stops holding the event clock",
     )
     policy_file: Path | None = None
+    segments_file: Path | None = Field(
+        default=None, description="TOML file of real-time segment definitions (rule `segments`)"
+    )
     rules: Annotated[tuple[str, ...], NoDecode] = Field(
         default=("cart_abandoned", "inactive_45d", "loan_eligibility_repeat"),
         description="names of the rule modules that are on",
@@ -205,6 +213,15 @@ class Settings(BaseSettings):
     def _policy(cls, v: Path | None) -> Path | None:
         if v is not None and not v.is_file():
             raise ValueError("expected the path of an existing policy file (see deploy/policy.example.toml)")
+        return v
+
+    @field_validator("segments_file")
+    @classmethod
+    def _segments(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError(
+                "expected the path of an existing segments file (see deploy/segments.example.toml)"
+            )
         return v
 
     @model_validator(mode="after")

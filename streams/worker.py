@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 
 def run_worker(settings: Settings) -> None:
     from faust.worker import Worker
-    from prometheus_client import start_http_server
+    from prometheus_client import disable_created_metrics, start_http_server
 
     from streams.app import build_app
     from streams.cli import setup_logging
@@ -30,6 +30,8 @@ def run_worker(settings: Settings) -> None:
             raise
         log.warning("could not create topics (%s); assuming they exist", exc)
     if settings.metrics_port:
+        # the *_created series double every counter's, and Prometheus ignores them (untyped in the library)
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         start_http_server(settings.metrics_port, addr="0.0.0.0")
         log.info("metrics on http://0.0.0.0:%d/metrics", settings.metrics_port)
     app, _runtime = build_app(settings)
@@ -40,4 +42,12 @@ def run_worker(settings: Settings) -> None:
         settings.clock,
         ",".join(settings.rules),
     )
-    Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False).execute_from_commandline()
+    from streams.logs import dict_config
+
+    Worker(
+        app,
+        loglevel=settings.log_level,
+        quiet=True,
+        redirect_stdouts=False,
+        logging_config=dict_config(settings.log_level),  # faust's own lines as JSON too
+    ).execute_from_commandline()

@@ -7,13 +7,23 @@ reason                                refused when
 ====================================  =======================================================
 ``unknown_channel``                   the policy does not know the channel
 ``no_consent``                        the channel's (or the rule's) purpose is not granted at the
-                                      trigger's event time, and the region's regime is opt-in
-                                      (unknown means no) or it was withdrawn
-``preference``                        the customer chose channels (zero-party data) and not this one
+                                      trigger's event time: it was withdrawn, or nothing was said
+                                      and the regime for that purpose in the profile's region is
+                                      opt-in (unknown means no; opt-out: unknown means yes)
+``preference``                        the customer chose channels (``traits.preferred_channels``)
+                                      and not this one, or chose topics (``traits.topics``) and
+                                      not the rule's ``topic``
 ``no_reachable_identifier``           the profile has no identifier the channel can reach
 ``region_not_allowed``                no destination may receive data of the profile's region
-``frequency_cap``                     the channel's cap for this profile is reached in its window
+                                      (residency)
+``frequency_cap``                     the channel already carried ``max`` activations for this
+                                      profile within one ``window`` of the trigger's time
 ====================================  =======================================================
+
+Consent is read at the trigger's event time, so a timer that fires (a cart abandoned 30
+minutes ago) is decided on the consent in force then, not when the cart was opened. Every
+verdict, allowed or not, becomes a decision record; one with an allowed channel also becomes
+an activation carrying the consent basis of each channel.
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from streams.consent.consent import consent_at
+from streams.consent.consent import chosen, consent_at
 from streams.consent.policy import Policy
 from streams.engine.state import ProfileState
 from streams.model import JSONDict
@@ -69,9 +79,22 @@ def _basis(policy: Policy, state: ProfileState, purpose: str, region: str, t: in
         if granted:
             return {"basis": "consent", "source": source, "at": ts}
         return f"{purpose} consent withdrawn (source {source})"
-    if policy.regime_of(region) == "opt_out":
+    if policy.regime_of(region, purpose) == "opt_out":
         return {"basis": "opt_out_regime", "region": region}
-    return f"no {purpose} consent, and region {region} is opt-in"
+    return f"no {purpose} consent, and {purpose} is opt-in in region {region}"
+
+
+def _in_cap_window(stamps: list[int], t: int, window: int) -> int:
+    """The most earlier activations that share one ``window`` with a new one at ``t``.
+
+    Not just ``(t - window, t]``: a trigger decided late (an out-of-order event) must not
+    squeeze a fourth activation between three later ones either.
+    """
+    near = sorted(x for x in stamps if t - window < x < t + window)
+    best = 0
+    for start in [x for x in near if x <= t] + [t]:
+        best = max(best, sum(1 for x in near if start <= x < start + window))
+    return best
 
 
 def decide(
@@ -81,12 +104,14 @@ def decide(
     channels: tuple[str, ...],
     t: int,
     *,
+    topic: str | None = None,
     record: bool = True,
 ) -> Verdict:
     """Decide the channels for a trigger at event time ``t``. With ``record``, count the allowed
     ones against the frequency caps in ``state``."""
     region = policy.region_of(state.country)
-    chosen = state.prefs.get("channels")
+    chosen_channels = chosen(state, "channels")
+    chosen_topics = chosen(state, "topics")
     reach = set(state.reach)
     allowed: list[Allowed] = []
     refused: list[Refused] = []
@@ -108,8 +133,13 @@ def decide(
         if failed:
             refused.append(Refused(ch, Reason.NO_CONSENT, failed))
             continue
-        if isinstance(chosen, list) and ch not in chosen:
-            refused.append(Refused(ch, Reason.PREFERENCE, f"customer chose {', '.join(map(str, chosen))}"))
+        if chosen_channels is not None and ch not in chosen_channels:
+            named = ", ".join(chosen_channels) or "none"
+            refused.append(Refused(ch, Reason.PREFERENCE, f"customer chose channels: {named}"))
+            continue
+        if topic and chosen_topics is not None and topic not in chosen_topics:
+            named = ", ".join(chosen_topics) or "none"
+            refused.append(Refused(ch, Reason.PREFERENCE, f"customer chose topics: {named}; not {topic}"))
             continue
         need = policy.reach.get(ch)
         if need and not reach.intersection(need):
@@ -125,14 +155,10 @@ def decide(
             continue
         cap = policy.frequency_caps.get(ch)
         if cap is not None:
-            recent = [x for x in state.caps.get(ch, []) if t - cap.window_ms < x <= t]
-            if len(recent) >= cap.max:
+            used = _in_cap_window(state.caps.get(ch, []), t, cap.window_ms)
+            if used >= cap.max:
                 refused.append(
-                    Refused(
-                        ch,
-                        Reason.FREQUENCY_CAP,
-                        f"{len(recent)} of {cap.max} {ch} activations in {cap.window}",
-                    )
+                    Refused(ch, Reason.FREQUENCY_CAP, f"{used} of {cap.max} {ch} activations in {cap.window}")
                 )
                 continue
         allowed.append(Allowed(ch, tuple(dests), basis))
@@ -140,6 +166,8 @@ def decide(
         for a in allowed:
             cap = policy.frequency_caps.get(a.channel)
             if cap is not None:
-                hist = [x for x in state.caps.get(a.channel, []) if x > t - cap.window_ms]
-                state.caps[a.channel] = sorted([*hist, t])[-(cap.max * 4) :]
+                stamps = sorted([*state.caps.get(a.channel, []), t])
+                # what no future window can reach any more falls off; 4x max bounds a burst
+                keep = [x for x in stamps if x > stamps[-1] - 2 * cap.window_ms]
+                state.caps[a.channel] = keep[-(cap.max * 4) :]
     return Verdict(region, tuple(allowed), tuple(refused))

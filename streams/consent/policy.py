@@ -41,9 +41,28 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+
 class Region(_Strict):
+    #: ISO 3166-1 alpha-2 codes, upper case (intake upper-cases ``context.location.country``)
     countries: tuple[str, ...] = ()
+    #: opt_in: no statement means no; opt_out: no statement means yes until withdrawn
     regime: Regime = "opt_in"
+    #: purpose -> regime, where one purpose differs from ``regime`` (e.g. US: opt-out for
+    #: marketing, opt-in for advertising)
+    purpose_regimes: dict[str, Regime] = Field(default_factory=dict)
+
+    @field_validator("countries")
+    @classmethod
+    def _countries(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for c in v:
+            if not _COUNTRY.match(c):
+                raise ValueError(f"{c!r} is not an ISO 3166-1 alpha-2 country code such as 'DE'")
+        dup = sorted({c for c in v if v.count(c) > 1})
+        if dup:
+            raise ValueError(f"country {dup[0]} is listed twice")
+        return v
 
 
 class Destination(_Strict):
@@ -59,7 +78,8 @@ class Cap(_Strict):
     @field_validator("window")
     @classmethod
     def _window(cls, v: str) -> str:
-        duration_ms(v)
+        if duration_ms(v) <= 0:
+            raise ValueError(f"{v!r} is an empty window; give a positive duration such as '7d'")
         return v
 
     @property
@@ -83,12 +103,46 @@ class Policy(_Strict):
     #: when two profiles merge: ``most_restrictive`` (a denial on either side wins) or ``latest``
     consent_merge: Literal["most_restrictive", "latest"] = "most_restrictive"
 
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("is empty; give the policy a version (it is recorded in every decision)")
+        return v
+
+    @field_validator("purposes")
+    @classmethod
+    def _purposes(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ValueError("is empty; list the purposes a customer can grant or deny")
+        dup = sorted({p for p in v if v.count(p) > 1})
+        if dup:
+            raise ValueError(f"purpose {dup[0]!r} is listed twice")
+        return v
+
     @model_validator(mode="after")
     def _consistent(self) -> Policy:
+        known = ", ".join(self.purposes)
         for ch, purpose in self.channels.items():
             if purpose not in self.purposes:
-                raise ValueError(f"channels.{ch} needs purpose {purpose!r}, which is not in purposes")
+                raise ValueError(
+                    f"channels.{ch} needs purpose {purpose!r}, which is not in purposes ({known})"
+                )
+        for ch, types in self.reach.items():
+            if ch not in self.channels:
+                raise ValueError(f"reach.{ch} is not in channels")
+            if not types:
+                raise ValueError(f"reach.{ch} is empty; list the identifier types that reach {ch}")
+        for rname, region in self.regions.items():
+            for purpose in region.purpose_regimes:
+                if purpose not in self.purposes:
+                    raise ValueError(
+                        f"regions.{rname}.purpose_regimes names purpose {purpose!r}, "
+                        f"which is not in purposes ({known})"
+                    )
         for name, d in self.destinations.items():
+            if not d.channels or not d.regions:
+                raise ValueError(f"destinations.{name} needs at least one channel and one region")
             for ch in d.channels:
                 if ch not in self.channels:
                     raise ValueError(f"destinations.{name}.channels names {ch!r}, which is not in channels")
@@ -113,9 +167,14 @@ class Policy(_Strict):
                     return name
         return self.default_region
 
-    def regime_of(self, region: str) -> Regime:
+    def regime_of(self, region: str, purpose: str | None = None) -> Regime:
+        """The regime for ``purpose`` in ``region``: its override there, else the region's regime.
+
+        A region not in ``regions`` (the default one) has ``default_regime``."""
         r = self.regions.get(region)
-        return r.regime if r else self.default_regime
+        if r is None:
+            return self.default_regime
+        return r.purpose_regimes.get(purpose, r.regime) if purpose else r.regime
 
     def destinations_for(self, channel: str, region: str) -> list[str]:
         return sorted(
@@ -178,7 +237,12 @@ def load_policy(path: Path | None) -> Policy:
     try:
         return Policy.model_validate(doc)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        raise PolicyError(f"policy {path}: {loc}: {msg}") from None
+        errors = exc.errors()
+        err = errors[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = str(err["msg"]).removeprefix("Value error, ").replace("\n", " ")
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        where = f"{loc}: " if loc else ""
+        raise PolicyError(
+            f"CXSTREAM_POLICY_FILE={str(path)!r} is not a valid policy: {where}{msg}{more}"
+        ) from None

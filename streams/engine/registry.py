@@ -11,9 +11,13 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterable
 from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
 
 from rules.base import Rule
-from streams.exceptions import RuleError
+from streams.exceptions import ConfigError, RuleError
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
 
 ENTRY_POINT_GROUP = "cxstream.rules"
 
@@ -22,6 +26,11 @@ BUILTIN: dict[str, str] = {
     "cart_abandoned": "rules.cart_abandoned:CartAbandoned",
     "inactive_45d": "rules.inactive_45d:Inactive45d",
     "loan_eligibility_repeat": "rules.loan_eligibility_repeat:LoanEligibilityRepeat",
+    "vehicle_config_repeat": "rules.vehicle_config_repeat:VehicleConfigRepeat",
+    "test_drive_silence": "rules.test_drive_silence:TestDriveSilence",
+    "onboarding_stalled": "rules.onboarding_stalled:OnboardingStalled",
+    "purchase_suppression": "rules.purchase_suppression:PurchaseSuppression",
+    "segments": "rules.segments:SegmentRule",
 }
 
 
@@ -49,6 +58,20 @@ def _import(ref: str) -> type[Rule]:
     return obj
 
 
+def _instantiate(ref: str, cls: type[Rule], settings: Settings | None) -> Rule:
+    """``cls.from_settings(settings)`` when the class has it (a rule configured by data), else ``cls()``."""
+    make = getattr(cls, "from_settings", None)
+    try:
+        rule = make(settings) if settings is not None and callable(make) else cls()
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise RuleError(f"rule {ref} cannot be created: {type(exc).__name__}: {exc}") from None
+    if not isinstance(rule, Rule):
+        raise RuleError(f"rule {ref}: from_settings returned {rule!r}, not a rules.base.Rule")
+    return rule
+
+
 def validate(rule: Rule) -> Rule:
     """Check a rule's declaration; raise :class:`RuleError` naming what is wrong."""
     name = getattr(rule, "name", None)
@@ -65,8 +88,12 @@ def validate(rule: Rule) -> Rule:
     return rule
 
 
-def load(names: Iterable[str], extra: Iterable[Rule] = ()) -> list[Rule]:
-    """Instantiate the named rules (in the given order), plus ``extra`` instances."""
+def load(names: Iterable[str], extra: Iterable[Rule] = (), settings: Settings | None = None) -> list[Rule]:
+    """Instantiate the named rules (in the given order), plus ``extra`` instances.
+
+    With ``settings``, a rule class that has a ``from_settings(settings)`` classmethod (e.g.
+    ``segments``, configured by ``segments_file``) is built by it; otherwise by ``cls()``.
+    """
     catalog = available()
     out: list[Rule] = []
     seen: set[str] = set()
@@ -74,7 +101,7 @@ def load(names: Iterable[str], extra: Iterable[Rule] = ()) -> list[Rule]:
         if n not in catalog:
             known = ", ".join(sorted(catalog))
             raise RuleError(f"CXSTREAM_RULES names {n!r}, which is not a known rule; available: {known}")
-        out.append(validate(_import(catalog[n])()))
+        out.append(validate(_instantiate(catalog[n], _import(catalog[n]), settings)))
     out += [validate(r) for r in extra]
     for r in out:
         if r.name in seen:

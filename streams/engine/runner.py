@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from rules.base import Outcome, Rule, RuleContext, Timer, TriggerSpec
 from streams import metrics
-from streams.consent.consent import apply_signal, merge_consent
+from streams.consent.consent import apply_preferences, apply_signal, merge_consent, merge_preferences
 from streams.consent.decide import Verdict, decide
 from streams.consent.policy import Policy
 from streams.engine.state import ProfileState
@@ -68,9 +68,8 @@ class Engine:
         for i in event.identifiers:
             if i.type not in state.reach:
                 state.reach.append(i.type)
-        prefs = event.traits.get("preferred_channels") if event.traits else None
-        if isinstance(prefs, list) and all(isinstance(p, str) for p in prefs):
-            state.prefs["channels"] = sorted(set(prefs))
+        if event.traits:
+            apply_preferences(state, event.traits, event.ts)
         eff = Effects()
         ctx = self._ctx(pid, state, event.ts)
         for rule in self.rules:
@@ -106,7 +105,7 @@ class Engine:
 
     def merge(self, survivor_pid: str, survivor: ProfileState, absorbed: ProfileState, at: int) -> Effects:
         """Fold an absorbed profile's state (handed off with its timers) into the survivor's."""
-        merge_consent(survivor, absorbed, at, self.policy.consent_merge)
+        merge_consent(survivor, absorbed, self.policy.consent_merge)
         if survivor.country is None:
             survivor.country = absorbed.country
         survivor.reach = sorted(set(survivor.reach) | set(absorbed.reach))
@@ -114,8 +113,7 @@ class Engine:
             survivor.caps[ch] = sorted(set(survivor.caps.get(ch, [])) | set(stamps))
         for r, last in absorbed.cool.items():
             survivor.cool[r] = max(survivor.cool.get(r, last), last)
-        for k, v in absorbed.prefs.items():
-            survivor.prefs.setdefault(k, v)
+        merge_preferences(survivor, absorbed)
         eff = Effects()
         for rule in self.rules:
             a = absorbed.rules.get(rule.name)
@@ -153,11 +151,16 @@ class Engine:
         eff = Effects()
         state.rules[rule.name] = out.state
         timers = state.timers
+        # The profile's state lists its timers, so operations that change nothing are not sent
+        # (every activity re-arms inactive_45d; every order cancels a cart timer that may not exist).
         for name in out.cancel_timers:
-            timers.pop(f"{rule.name}|{name}", None)
-            eff.cancel_timers.add(member(pid, rule.name, name))
+            if timers.pop(f"{rule.name}|{name}", None) is not None:
+                eff.cancel_timers.add(member(pid, rule.name, name))
         for t in out.set_timers:
-            timers[f"{rule.name}|{t.name}"] = t.due
+            key = f"{rule.name}|{t.name}"
+            if timers.get(key) == t.due and not t.payload:
+                continue
+            timers[key] = t.due
             m = member(pid, rule.name, t.name)
             eff.cancel_timers.discard(m)
             eff.set_timers[m] = (t.due, t.payload)
@@ -167,6 +170,15 @@ class Engine:
                 continue  # within the rule's cooldown: not a new trigger
             if rule.cooldown_ms:
                 state.cool[rule.name] = spec.time
-            verdict = decide(self.policy, state, rule.purpose, rule.channels, spec.time)
+            # consent, preferences and caps as they stand at the trigger's event time
+            topic = getattr(rule, "topic", None)  # optional: a rule may name the topic it is about
+            verdict = decide(
+                self.policy,
+                state,
+                rule.purpose,
+                rule.channels,
+                spec.time,
+                topic=topic if isinstance(topic, str) else None,
+            )
             eff.fired.append(Fired(rule, pid, spec, verdict, rx))
         return eff

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -49,6 +49,12 @@ class ProfileState:
     into: str | None = None
     #: offset of the last repartition record applied to this profile (redelivery is a no-op)
     off: int = -1
+
+    def become_tombstone(self, into: str) -> None:
+        """Forget everything but the applied offset, and point at the survivor."""
+        fresh = ProfileState(into=into, off=self.off)
+        for f in fields(self):
+            setattr(self, f.name, getattr(fresh, f.name))
 
     def to_json(self) -> bytes:
         d: JSONDict = {"off": self.off}

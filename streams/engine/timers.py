@@ -169,6 +169,25 @@ end
 return out
 """
 
+_APPLY = """
+local due, data, claims = KEYS[1] .. ':due', KEYS[1] .. ':data', KEYS[1] .. ':claims'
+local n = tonumber(ARGV[1])
+for j = 2, n + 1 do
+  redis.call('ZREM', due, ARGV[j])
+  redis.call('HDEL', data, ARGV[j])
+  redis.call('ZREM', claims, ARGV[j])
+end
+for j = n + 2, #ARGV, 3 do
+  redis.call('ZADD', due, ARGV[j + 1], ARGV[j])
+  if ARGV[j + 2] == '' then
+    redis.call('HDEL', data, ARGV[j])
+  else
+    redis.call('HSET', data, ARGV[j], ARGV[j + 2])
+  end
+end
+return 1
+"""
+
 _DONE = """
 local due, data, claims = KEYS[1] .. ':due', KEYS[1] .. ':data', KEYS[1] .. ':claims'
 for j = 1, #ARGV, 2 do
@@ -187,26 +206,20 @@ class RedisTimerStore(TimerStore):
     def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
         self.client = client
         self.keys = keys
+        self._apply = client.register_script(_APPLY)
         self._claim = client.register_script(_CLAIM)
         self._done = client.register_script(_DONE)
 
     async def apply(self, partition: int, ops: TimerOps) -> None:
         if not ops.schedule and not ops.cancel:
             return
-        base = self.keys.timers(partition)
-
-        async def run() -> None:
-            pipe = self.client.pipeline(transaction=True)
-            for m in ops.cancel:
-                pipe.zrem(base + ":due", m)
-                pipe.hdel(base + ":data", m)
-                pipe.zrem(base + ":claims", m)
-            if ops.schedule:
-                pipe.zadd(base + ":due", {m: t for m, (t, _) in ops.schedule.items()})
-                pipe.hset(base + ":data", mapping={m: dumps(p) for m, (_, p) in ops.schedule.items()})
-            await pipe.execute()
-
-        await redis_io.call("timers.apply", run)
+        args: list[str | int | bytes] = [len(ops.cancel), *sorted(ops.cancel)]
+        for m, (t, payload) in sorted(ops.schedule.items()):
+            args += [m, t, dumps(payload) if payload else b""]
+        # One script call per partition and batch (not 2-3 commands per timer).
+        await redis_io.call(
+            "timers.apply", lambda: self._apply(keys=[self.keys.timers(partition)], args=args)
+        )
 
     async def claim(self, partition: int, clock: int, wall: int, limit: int) -> list[DueTimer]:
         rows = await redis_io.call(

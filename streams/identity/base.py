@@ -12,6 +12,16 @@ Resolution of one event, in batch order, atomically per batch:
    broken, the event's lowest-priority identifier is dropped and matching retried:
    two people who share a family tablet are not fused by its device id.
 
+Before step 1, an event's identifiers are deduplicated, blocked values (``null``,
+``guest``, ... and ``CXSTREAM_BLOCKED_IDENTIFIERS``) removed, and the rest ordered by
+priority (:meth:`IdentityRules.prepare`, shared by both stores). An event left with no
+identifier resolves to a profile of its own, keyed by its ``message_id`` (so a replay
+finds it again and it never links anyone).
+
+Merge pointers are kept one hop long: when a survivor is itself absorbed, every profile
+it had absorbed is re-pointed to the new survivor, so ``merged_into`` always names a
+live profile.
+
 Stores: :class:`streams.identity.memory.MemoryIdentityStore` (tests, ``simulate``) and
 :class:`streams.identity.redis_store.RedisIdentityStore` (one Lua call per batch).
 """
@@ -22,9 +32,20 @@ import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Final, Literal
 
+from streams.constants import BLOCKED_IDENTIFIER_VALUES
 from streams.model import Identifier, JSONDict
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
+
+#: The Segment ``track`` event that asks for a person's erasure (right to be forgotten). Intake
+#: erases the profile its identifiers belong to instead of resolving it like an event.
+ERASURE_EVENT: Final = "Profile Erasure Requested"
+
+#: Identifier type of the fallback identity of an event whose identifiers are all blocked.
+FALLBACK_TYPE: Final = "message_id"
 
 Outcome = Literal["new", "matched", "merged"]
 
@@ -40,16 +61,37 @@ DEFAULT_PRIORITY: dict[str, int] = {
 }
 DEFAULT_LIMITS: dict[str, int] = {"user_id": 1, "email": 5, "phone": 5, "loyalty_id": 1, "crm_id": 1}
 DEFAULT_OTHER_PRIORITY = 50
+#: Caps per profile. 100 identifiers is ~20x what a real person accumulates over years of devices,
+#: cookies and emails; a profile past it is almost always a shared or bot identifier gone wrong.
+DEFAULT_MAX_IDENTIFIERS = 100
+DEFAULT_MAX_MERGES = 50
 
 
 @dataclass(frozen=True, slots=True)
 class IdentityRules:
-    """Identity rules as configuration."""
+    """Identity rules as configuration (``CXSTREAM_IDENTITY_*``, see :meth:`from_settings`).
+
+    ``priority``: type -> rank, higher is kept longer when a limit forces a drop (types not
+    listed rank ``DEFAULT_OTHER_PRIORITY``). ``limits``: type -> most identifiers of that type
+    in one profile (types not listed: no limit). ``blocked``: values (lower-case) never used
+    to link, whatever their type.
+    """
 
     priority: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_PRIORITY))
     limits: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
-    max_identifiers: int = 100
-    max_merges: int = 50
+    max_identifiers: int = DEFAULT_MAX_IDENTIFIERS
+    max_merges: int = DEFAULT_MAX_MERGES
+    blocked: frozenset[str] = BLOCKED_IDENTIFIER_VALUES
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> IdentityRules:
+        return cls(
+            priority=dict(settings.identity_priority),
+            limits=dict(settings.identity_limits),
+            max_identifiers=settings.identity_max_identifiers,
+            max_merges=settings.identity_max_merges,
+            blocked=BLOCKED_IDENTIFIER_VALUES | {v.strip().lower() for v in settings.blocked_identifiers},
+        )
 
     def rank(self, type_: str) -> int:
         return self.priority.get(type_, DEFAULT_OTHER_PRIORITY)
@@ -57,6 +99,14 @@ class IdentityRules:
     def ordered(self, ids: Sequence[Identifier]) -> list[Identifier]:
         """Highest priority first; ties by type then value, so the order is deterministic."""
         return sorted(ids, key=lambda i: (-self.rank(i.type), i.type, i.value))
+
+    def is_blocked(self, identifier: Identifier) -> bool:
+        return identifier.value.strip().lower() in self.blocked
+
+    def prepare(self, req: ResolveRequest) -> list[Identifier]:
+        """The identifiers resolution works on: unique, unblocked, highest priority first, never empty."""
+        ids = [i for i in dict.fromkeys(req.identifiers) if not self.is_blocked(i)]
+        return self.ordered(ids) if ids else [Identifier(FALLBACK_TYPE, req.message_id)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ class _Profile:
     merges: list[JSONDict] = field(default_factory=list)
     n_merges: int = 0
     merged_into: str | None = None
+    absorbed: list[str] = field(default_factory=list)  # every profile merged into this one
 
 
 class MemoryIdentityStore(IdentityStore):
@@ -68,9 +69,11 @@ class MemoryIdentityStore(IdentityStore):
         if profile_id not in self.profiles:
             return []
         pid = self._live(profile_id)
-        gone = [k for k in self.profiles if self._live(k) == pid]
-        for i in self.profiles[pid].ids:
-            self.index.pop(i, None)
+        p = self.profiles[pid]
+        gone = [pid, *sorted(p.absorbed)]
+        for i in p.ids:
+            if self.index.get(i) == pid:
+                del self.index[i]
         for k in gone:
             del self.profiles[k]
         return gone
@@ -90,7 +93,7 @@ class MemoryIdentityStore(IdentityStore):
         return any(n > self.rules.limits.get(t, n) for t, n in counts.items())
 
     def resolve_one(self, req: ResolveRequest) -> Resolution:
-        ids = self.rules.ordered(list(dict.fromkeys(req.identifiers)))
+        ids = self.rules.prepare(req)
         dropped: list[Identifier] = []
         while True:
             matched: list[str] = []
@@ -161,5 +164,9 @@ class MemoryIdentityStore(IdentityStore):
         s.n_merges += a.n_merges + 1
         s.merges.extend(a.merges)
         s.merges.append({"absorbed": absorbed, "linking": [str(i) for i in linking], "ts": ts})
-        a.ids, a.traits, a.channels, a.merges = [], {}, {}, []
+        # one hop: whatever pointed to the absorbed profile now points to the survivor
+        for x in a.absorbed:
+            self.profiles[x].merged_into = survivor
+        s.absorbed += [*a.absorbed, absorbed]
+        a.ids, a.traits, a.channels, a.merges, a.absorbed = [], {}, {}, [], []
         a.merged_into = survivor

@@ -25,7 +25,9 @@ local G = KEYS[1]
 local function pkey(pid) return G .. ':p:' .. pid end
 local pid = ARGV[1]
 local gone = {}
+if redis.call('EXISTS', pkey(pid)) == 0 then return gone end
 local all = redis.call('SMEMBERS', pkey(pid) .. ':absorbed')
+table.sort(all)
 table.insert(all, 1, pid)
 for _, p in ipairs(all) do
   local k = pkey(p)
@@ -74,9 +76,7 @@ class RedisIdentityStore(IdentityStore):
                     "m": r.message_id,
                     "ts": r.ts,
                     "ch": r.channel,
-                    "ids": [
-                        [i.type, i.value] for i in self.rules.ordered(list(dict.fromkeys(r.identifiers)))
-                    ],
+                    "ids": [[i.type, i.value] for i in self.rules.prepare(r)],
                     **({"tr": r.traits} if r.traits else {}),
                 }
                 for r in batch
@@ -142,6 +142,8 @@ class RedisIdentityStore(IdentityStore):
         )
 
     async def forget(self, profile_id: str) -> list[str]:
+        """Erase the live profile and every profile it absorbed: index keys, meta, ids, traits,
+        channels, merge records. Atomic (one script); returns ``[live id, *absorbed ids sorted]``."""
         pid = await self._live(profile_id)
         gone = await redis_io.call(
             "identity.forget", lambda: self._forget(keys=[self.keys.graph], args=[pid])

@@ -1,7 +1,8 @@
 -- Identity resolution of one batch, atomically. The algorithm of streams/identity/base.py,
 -- mirrored from streams/identity/memory.py (tests hold the two to each other).
 -- KEYS[1]: the graph tag, e.g. "{cx:idg}"
--- ARGV[1]: JSON batch [{m: messageId, ts: ms, ch: channel, ids: [[type, value], ...] (priority order), tr: {trait: value}}]
+-- ARGV[1]: JSON batch [{m: messageId, ts: ms, ch: channel, ids: [[type, value], ...], tr: {trait: value}}];
+--          ids as IdentityRules.prepare gives them: unique, unblocked, priority order, never empty
 -- ARGV[2]: JSON rules {limits: {type: n}, max_ids: n, max_merges: n}
 -- returns JSON [[pid, outcome, created(0/1), merges [[survivor, absorbed, [[t, v]...], ts]], dropped [[t, v]...]], ...]
 local G = KEYS[1]
@@ -102,8 +103,12 @@ local function merge(survivor, absorbed, linking, ts)
   redis.call('DEL', ak .. ':ids', ak .. ':traits', ak .. ':ch', ak .. ':merges')
   redis.call('HSET', ak, 'mi', survivor)
   redis.call('SADD', sk .. ':absorbed', absorbed)
+  -- one hop: whatever pointed to the absorbed profile now points to the survivor
   local sub = redis.call('SMEMBERS', ak .. ':absorbed')
-  for _, x in ipairs(sub) do redis.call('SADD', sk .. ':absorbed', x) end
+  for _, x in ipairs(sub) do
+    redis.call('SADD', sk .. ':absorbed', x)
+    redis.call('HSET', pkey(x), 'mi', survivor)
+  end
   redis.call('DEL', ak .. ':absorbed')
 end
 

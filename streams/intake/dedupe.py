@@ -7,8 +7,9 @@ id, so a *redelivery* of that same record after a crash is not mistaken for a du
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import redis.asyncio as aioredis
 
@@ -34,21 +35,48 @@ return out
 
 
 class DedupeStore(ABC):
+    """Remembers which source coordinate first claimed each ``messageId``, for a TTL."""
+
     @abstractmethod
     async def check(self, items: Sequence[tuple[str, str]]) -> list[bool]:
-        """For each ``(message_id, source coordinate)``: True if fresh (or our own redelivery)."""
+        """For each ``(message_id, source coordinate)``, in order: True if fresh (or our own
+        redelivery), False if another coordinate claimed the id within the TTL.
+
+        Called once per intake batch, before identity resolution. A fresh id is claimed by the
+        call itself, so a second occurrence later in the same batch is already a duplicate.
+        Raising fails the batch (the Redis store retries with backoff first).
+        """
 
 
 class MemoryDedupeStore(DedupeStore):
-    def __init__(self) -> None:
-        self.seen: dict[str, str] = {}
+    """In-process twin of :class:`RedisDedupeStore` (``simulate``, tests): same answers, same TTL."""
+
+    def __init__(self, ttl_seconds: float | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.ttl = ttl_seconds
+        self.clock = clock
+        self.seen: dict[str, tuple[str, float]] = {}  # id -> (coordinate, expiry); insertion = expiry order
 
     async def check(self, items: Sequence[tuple[str, str]]) -> list[bool]:
+        now = self.clock()
+        self._expire(now)
         out = []
         for mid, coord in items:
-            prev = self.seen.setdefault(mid, coord)
-            out.append(prev == coord)
+            prev = self.seen.get(mid)
+            if prev is None:
+                self.seen[mid] = (coord, now + self.ttl if self.ttl is not None else float("inf"))
+                out.append(True)
+            else:
+                out.append(prev[0] == coord)
         return out
+
+    def _expire(self, now: float) -> None:
+        if self.ttl is None:
+            return
+        while self.seen:
+            mid, (_, expiry) = next(iter(self.seen.items()))
+            if expiry > now:
+                return
+            del self.seen[mid]
 
 
 class RedisDedupeStore(DedupeStore):

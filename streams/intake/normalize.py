@@ -1,14 +1,27 @@
 """Raw bytes -> :class:`~streams.model.Event` or :class:`~streams.intake.errors.DeadLetter`.
 
-Pure functions: no Kafka, no Redis. :meth:`Intake.parse` never raises on input; a bug of
-ours is caught by the caller and dead-lettered as ``internal``.
+Pure functions: no Kafka, no Redis. :meth:`Intake.parse` is total: whatever the bytes, it
+returns exactly one of the two, and a bug of ours becomes an ``internal`` dead letter.
+
+The checks, in order (the first failing one names the dead letter's code):
+
+1. size: ``empty``, ``too_large`` (``max_event_bytes``, 32 KB by default)
+2. syntax: ``not_json`` (not UTF-8 JSON), ``not_object``
+3. call: ``unknown_type`` (not one of the six Segment calls)
+4. field types: ``wrong_type`` (a Segment field, or one of our ``context`` extensions:
+   ``channel``, ``externalIds``, ``traits``, ``device``, ``consent``, ``consentManagement``)
+5. size of the payload: ``too_many_properties`` (``properties`` + ``traits`` keys)
+6. per call: ``missing_field`` (track ``event``; alias ``userId`` and ``previousId``; the
+   consent event's preferences)
+7. time: ``bad_timestamp`` (not ISO 8601, or before 1970)
+8. identity: ``missing_identity`` (no usable ``userId`` / ``anonymousId``: absent, or blocked)
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,45 +32,46 @@ from pydantic import ValidationError
 
 from streams import metrics
 from streams.constants import BLOCKED_IDENTIFIER_VALUES
+from streams.intake import consent as consent_
+from streams.intake.consent import CONSENT_EVENT, PURPOSE_ALIASES, purpose_of, snake
 from streams.intake.errors import DeadLetter, ErrorCode
-from streams.intake.segment import SegmentMessage
-from streams.model import ConsentSignal, Event, Identifier, JSONDict, SourceRef
+from streams.intake.segment import CALLS, SegmentMessage
+from streams.model import Event, Identifier, JSONDict, SourceRef
 
-CONSENT_EVENT = "Segment Consent Preference Updated"
+__all__ = [
+    "CONSENT_EVENT",
+    "MAX_CHANNEL_LEN",
+    "PURPOSE_ALIASES",
+    "Intake",
+    "IntakeConfig",
+    "ms_to_iso",
+    "parse_time_ms",
+    "purpose_of",
+]
 
-#: Consent category names as tools send them -> our purposes. Unknown ones are kept, lower-cased.
-PURPOSE_ALIASES: dict[str, str] = {
-    "advertising": "advertising",
-    "ads": "advertising",
-    "targeting": "advertising",
-    "marketing": "marketing",
-    "email": "marketing",
-    "email_marketing": "marketing",
-    "personalization": "personalization",
-    "personalisation": "personalization",
-    "functional": "personalization",
-    "analytics": "analytics",
-    "performance": "analytics",
-    "statistics": "analytics",
-}
+#: Identifier types that may label the blocked-identifier metric; any other (an
+#: ``externalIds[]`` type the sender chose) is counted as ``external``, so the label set stays closed.
+_METRIC_TYPES = frozenset({"user_id", "anonymous_id", "email", "phone", "device_id"})
+#: Longest channel name kept: channel names become metric labels and policy keys.
+MAX_CHANNEL_LEN = 64
+#: Latest event time we can print as RFC 3339 (9999-12-31T23:59:59.999Z).
+_MAX_MS = 253_402_300_799_999
 
 #: Segment's own ``channel`` / library names -> our channel names, when ``context.channel`` is absent.
 _CHANNEL_HINTS = {"browser": "web", "client": "web", "mobile": "app", "server": "server"}
 _LIBRARY_HINTS = (("analytics.js", "web"), ("analytics-ios", "app"), ("analytics-android", "app"))
-_TYPE_RE = re.compile(r"[^a-z0-9]+")
 _ZEROS_RE = re.compile(r"^[0\-\s.:]+$")
-
-
-def _snake(s: str) -> str:
-    return _TYPE_RE.sub("_", s.strip().lower()).strip("_")
 
 
 def parse_time_ms(s: str) -> int:
     """ISO 8601 (with ``Z`` or an offset; naive means UTC) -> epoch ms. ``ValueError`` if not."""
-    dt = datetime.fromisoformat(s.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1000)
+    try:
+        dt = datetime.fromisoformat(s.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        return int(dt.timestamp() * 1000)
+    except (OverflowError, OSError) as exc:  # a valid-looking date outside what datetime can hold
+        raise ValueError(str(exc)) from None
 
 
 def ms_to_iso(ms: int) -> str:
@@ -71,7 +85,32 @@ class IntakeConfig:
     max_properties: int = 300
     future_tolerance_ms: int = 24 * 3600 * 1000
     phone_default_region: str = "US"
+    #: Added to :data:`~streams.constants.BLOCKED_IDENTIFIER_VALUES` (compared case-insensitively).
     blocked_values: frozenset[str] = BLOCKED_IDENTIFIER_VALUES
+
+
+def _context_error(ctx: JSONDict) -> str | None:
+    """Type errors in the ``context`` fields we read (Segment's own, and our extensions)."""
+    ch = ctx.get("channel")
+    if ch is not None and not isinstance(ch, str):
+        return f"context.channel must be a string, got {type(ch).__name__}"
+    for name in ("traits", "device", "location"):
+        v = ctx.get(name)
+        if v is not None and not isinstance(v, dict):
+            return f"context.{name} must be an object, got {type(v).__name__}"
+    ext = ctx.get("externalIds")
+    if ext is not None:
+        if not isinstance(ext, list):
+            return f"context.externalIds must be a list of {{id, type}}, got {type(ext).__name__}"
+        for n, item in enumerate(ext):
+            if not isinstance(item, dict):
+                return f"context.externalIds[{n}] must be an object {{id, type}}"
+            t, i = item.get("type"), item.get("id")
+            if not isinstance(t, str) or not snake(t):
+                return f"context.externalIds[{n}].type must be a non-empty name such as 'crm_id'"
+            if isinstance(i, bool) or not isinstance(i, str | int):
+                return f"context.externalIds[{n}].id must be a string or an integer"
+    return None
 
 
 class Intake:
@@ -79,7 +118,7 @@ class Intake:
 
     def __init__(self, config: IntakeConfig | None = None) -> None:
         self.config = config or IntakeConfig()
-        self._blocked = {v.lower() for v in self.config.blocked_values} | BLOCKED_IDENTIFIER_VALUES
+        self._blocked = {v.strip().lower() for v in self.config.blocked_values} | BLOCKED_IDENTIFIER_VALUES
 
     # ---------------------------------------------------------------- public
     def parse(
@@ -90,9 +129,41 @@ class Intake:
         now_ms: int,
         record_ts: int | None = None,
     ) -> Event | DeadLetter:
-        """Return the normalized event, or a dead letter that keeps ``value`` untouched."""
+        """Return the normalized event, or a dead letter that keeps ``value`` untouched. Never raises."""
         raw = value or b""
+        try:
+            return self._parse(raw, key, source, now_ms, record_ts)
+        except Exception as exc:  # a bug of ours: keep the event for a replay after the fix
+            return DeadLetter(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}", key, raw, source)
 
+    def is_blocked(self, value: str) -> bool:
+        """Is ``value`` never to be used as an identifier (``null``, ``-1``, all zeros, configured)?"""
+        v = value.strip().lower()
+        return v in self._blocked or bool(_ZEROS_RE.match(v))
+
+    def normalize_identifier(self, type_: str, value: str) -> str | None:
+        """The canonical form of an identifier value, or ``None`` when it is unusable."""
+        v = value.strip()
+        if not v:
+            return None
+        if type_ == "email":
+            v = v.lower()
+            local, at, domain = v.rpartition("@")
+            return v if at and local and "." in domain.strip(".") and " " not in v else None
+        if type_ == "phone":
+            try:
+                num = phonenumbers.parse(v, self.config.phone_default_region)
+            except phonenumbers.NumberParseException:
+                return None
+            if not phonenumbers.is_possible_number(num):
+                return None
+            return str(phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164))
+        return v
+
+    # ---------------------------------------------------------------- steps
+    def _parse(
+        self, raw: bytes, key: bytes | None, source: SourceRef, now_ms: int, record_ts: int | None
+    ) -> Event | DeadLetter:
         def dead(code: ErrorCode, detail: str) -> DeadLetter:
             return DeadLetter(code, detail, key, raw, source)
 
@@ -107,7 +178,7 @@ class Intake:
         if not isinstance(doc, dict):
             return dead(ErrorCode.NOT_OBJECT, f"expected a JSON object, got {type(doc).__name__}")
         call = doc.get("type")
-        if call not in ("identify", "track", "page", "screen", "group", "alias"):
+        if not isinstance(call, str) or call not in CALLS:
             return dead(
                 ErrorCode.UNKNOWN_TYPE,
                 f"type is {call!r}, expected one of identify, track, page, screen, group, alias",
@@ -120,7 +191,6 @@ class Intake:
             return dead(ErrorCode.WRONG_TYPE, f"{loc}: {err['msg']}")
         return self._normalize(msg, raw, dead, source, now_ms, record_ts)
 
-    # ---------------------------------------------------------------- steps
     def _normalize(
         self,
         msg: SegmentMessage,
@@ -131,11 +201,15 @@ class Intake:
         record_ts: int | None,
     ) -> Event | DeadLetter:
         ctx = msg.context or {}
+        props = msg.properties or {}
+        is_consent_event = msg.type == "track" and (msg.event or "").strip() == CONSENT_EVENT
+        err = _context_error(ctx) or consent_.shape_error(ctx, props, is_consent_event)
+        if err:
+            return dead(ErrorCode.WRONG_TYPE, err)
         traits = dict(msg.traits or {})
         ctx_traits = ctx.get("traits")
         if isinstance(ctx_traits, dict):
             traits = {**ctx_traits, **traits}
-        props = msg.properties or {}
         count = len(props) + len(traits)
         if count > self.config.max_properties:
             return dead(
@@ -144,127 +218,126 @@ class Intake:
             )
         if msg.type == "track" and not (msg.event and msg.event.strip()):
             return dead(ErrorCode.MISSING_FIELD, "track needs a non-empty 'event'")
-        if msg.type == "alias" and not (msg.user_id and msg.previous_id):
+        if msg.type == "alias" and not (
+            msg.user_id and msg.user_id.strip() and msg.previous_id and msg.previous_id.strip()
+        ):
             return dead(ErrorCode.MISSING_FIELD, "alias needs both 'userId' and 'previousId'")
+        if is_consent_event and not consent_.has_preferences(ctx, props):
+            return dead(
+                ErrorCode.MISSING_FIELD,
+                f"'{CONSENT_EVENT}' needs context.consent.categoryPreferences (or RudderStack's "
+                "context.consentManagement)",
+            )
 
         try:
             ts, received = self._event_time(msg, now_ms, record_ts)
         except ValueError as exc:
             return dead(ErrorCode.BAD_TIMESTAMP, str(exc))
 
-        ids = self._identifiers(msg, ctx, traits)
-        if not any(i.type in ("user_id", "anonymous_id") for i in ids):
+        ids, has_identity = self._identifiers(msg, ctx, traits)
+        if not has_identity:
             return dead(
                 ErrorCode.MISSING_IDENTITY,
                 "needs a usable userId or anonymousId (missing, or a blocked value such as 'null')",
             )
-        channel = self._channel(msg, ctx)
         name = msg.event if msg.type == "track" else msg.name
-        consent = tuple(self._consent(ctx, ts))
-        message_id = msg.message_id or "sha256:" + hashlib.sha256(raw).hexdigest()
+        message_id = msg.message_id if msg.message_id and msg.message_id.strip() else None
         return Event(
-            message_id=message_id,
+            message_id=message_id or "sha256:" + hashlib.sha256(raw).hexdigest(),
             call=msg.type,
             ts=ts,
-            channel=channel,
+            channel=self._channel(msg, ctx),
             identifiers=ids,
             name=name.strip() if name else None,
             received_ts=received,
             properties=props,
             traits=traits,
-            consent=consent,
+            consent=tuple(consent_.signals(ctx, props, ts, is_consent_event)),
             country=_country(ctx, traits),
             previous_id=msg.previous_id,
             source=source,
         )
 
     def _event_time(self, msg: SegmentMessage, now_ms: int, record_ts: int | None) -> tuple[int, int]:
+        """``timestamp``; else Segment's skew correction ``receivedAt - (sentAt - originalTimestamp)``;
+        else ``originalTimestamp``; else ``receivedAt``; else the Kafka record time; else now."""
+
         def t(field: str, v: str | None) -> int | None:
             if v is None:
                 return None
             try:
-                return parse_time_ms(v)
+                ms = parse_time_ms(v)
             except ValueError:
-                raise ValueError(f"{field}={v!r} is not an ISO 8601 time") from None
+                raise ValueError(f"{field}={v[:100]!r} is not an ISO 8601 time") from None
+            if not 0 <= ms <= _MAX_MS:
+                raise ValueError(f"{field}={v[:100]!r} is outside 1970-01-01 .. 9999-12-31")
+            return ms
 
         timestamp = t("timestamp", msg.timestamp)
         original = t("originalTimestamp", msg.original_timestamp)
         sent = t("sentAt", msg.sent_at)
         received = t("receivedAt", msg.received_at)
+        kafka_ts = record_ts if record_ts is not None and record_ts > 0 else None
         if timestamp is not None:
             ts = timestamp
         elif original is not None and sent is not None and received is not None:
             ts = received - (sent - original)  # Segment's clock-skew correction
+            if ts < 0:
+                raise ValueError(
+                    "originalTimestamp, sentAt and receivedAt give an event time before 1970 "
+                    f"({msg.original_timestamp!r}, {msg.sent_at!r}, {msg.received_at!r})"
+                )
         elif original is not None:
             ts = original
         elif received is not None:
             ts = received
         else:
-            ts = record_ts if record_ts else now_ms
+            ts = kafka_ts if kafka_ts is not None else now_ms
         if ts > now_ms + self.config.future_tolerance_ms:
             metrics.FUTURE_CLAMPED.inc()
             ts = now_ms
-        return ts, received or record_ts or now_ms
+        return ts, received or kafka_ts or now_ms
 
-    def _usable(self, type_: str, value: str) -> bool:
-        v = value.strip().lower()
-        if v in self._blocked or _ZEROS_RE.match(v):
-            metrics.BLOCKED_IDENTIFIERS.labels(type_).inc()
-            return False
-        return True
-
-    def _identifiers(self, msg: SegmentMessage, ctx: JSONDict, traits: JSONDict) -> tuple[Identifier, ...]:
+    def _identifiers(
+        self, msg: SegmentMessage, ctx: JSONDict, traits: JSONDict
+    ) -> tuple[tuple[Identifier, ...], bool]:
+        """Every usable identifier, and whether a usable ``userId`` / ``anonymousId`` is among them."""
         out: dict[tuple[str, str], None] = {}
 
-        def add(type_: str, value: Any) -> None:
-            if not isinstance(value, str | int) or isinstance(value, bool):
-                return
-            norm = self.normalize_identifier(type_, str(value))
-            if norm is not None and self._usable(type_, norm):
-                out[(type_, norm)] = None
+        def add(type_: str, value: Any) -> bool:
+            if isinstance(value, bool) or not isinstance(value, str | int):
+                return False
+            text = str(value)
+            norm = self.normalize_identifier(type_, text)
+            if norm is None:
+                return False
+            if self.is_blocked(text) or self.is_blocked(norm):
+                metrics.BLOCKED_IDENTIFIERS.labels(type_ if type_ in _METRIC_TYPES else "external").inc()
+                return False
+            out[(type_, norm)] = None
+            return True
 
+        has_identity = False
         if msg.user_id is not None:
-            add("user_id", msg.user_id)
+            has_identity |= add("user_id", msg.user_id)
         if msg.anonymous_id is not None:
-            add("anonymous_id", msg.anonymous_id)
+            has_identity |= add("anonymous_id", msg.anonymous_id)
         if msg.type == "alias" and msg.previous_id is not None:
             # Segment's alias links an earlier id (usually the anonymousId) to the userId.
-            add("anonymous_id", msg.previous_id)
+            has_identity |= add("anonymous_id", msg.previous_id)
         add("email", traits.get("email"))
         add("phone", traits.get("phone"))
         device = ctx.get("device")
         if isinstance(device, dict):
             add("device_id", device.get("id"))
-        ext = ctx.get("externalIds")
-        if isinstance(ext, list):
-            for item in ext:
-                if isinstance(item, dict) and isinstance(item.get("type"), str):
-                    add(_snake(item["type"]), item.get("id"))
-        return tuple(Identifier(t, v) for t, v in out)
-
-    def normalize_identifier(self, type_: str, value: str) -> str | None:
-        """The canonical form of an identifier value, or ``None`` when it is unusable."""
-        v = value.strip()
-        if not v:
-            return None
-        if type_ == "email":
-            v = v.lower()
-            local, at, domain = v.rpartition("@")
-            return v if at and local and "." in domain else None
-        if type_ == "phone":
-            try:
-                num = phonenumbers.parse(v, self.config.phone_default_region)
-            except phonenumbers.NumberParseException:
-                return None
-            if not phonenumbers.is_possible_number(num):
-                return None
-            return str(phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164))
-        return v
+        for item in ctx.get("externalIds") or ():
+            add(snake(item["type"]), item["id"])  # shape checked in _context_error
+        return tuple(Identifier(t, v) for t, v in out), has_identity
 
     def _channel(self, msg: SegmentMessage, ctx: JSONDict) -> str:
         ch = ctx.get("channel")
-        if isinstance(ch, str) and ch.strip():
-            return _snake(ch)
+        if isinstance(ch, str) and snake(ch):
+            return snake(ch)[:MAX_CHANNEL_LEN]
         if msg.channel and msg.channel.lower() in _CHANNEL_HINTS:
             return _CHANNEL_HINTS[msg.channel.lower()]
         lib = ctx.get("library")
@@ -273,29 +346,6 @@ class Intake:
                 if lib["name"].startswith(hint):
                     return channel
         return "unknown"
-
-    def _consent(self, ctx: JSONDict, ts: int) -> Iterable[ConsentSignal]:
-        consent = ctx.get("consent")
-        if isinstance(consent, dict):
-            prefs = consent.get("categoryPreferences")
-            if isinstance(prefs, dict):
-                for cat, granted in prefs.items():
-                    if isinstance(granted, bool):
-                        yield ConsentSignal(purpose_of(cat), granted, ts, "segment")
-        cm = ctx.get("consentManagement")
-        if isinstance(cm, dict):
-            for field, granted in (("allowedConsentIds", True), ("deniedConsentIds", False)):
-                ids = cm.get(field)
-                if isinstance(ids, list):
-                    for cat in ids:
-                        if isinstance(cat, str | int) and not isinstance(cat, bool):
-                            yield ConsentSignal(purpose_of(str(cat)), granted, ts, "rudderstack")
-
-
-def purpose_of(category: str) -> str:
-    """A consent category as a tool names it -> our purpose name."""
-    key = _snake(category)
-    return PURPOSE_ALIASES.get(key, key)
 
 
 def _country(ctx: JSONDict, traits: JSONDict) -> str | None:

@@ -11,7 +11,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr
 
-from streams.model import JSONDict
+from streams.model import CALL_TYPES, JSONDict
+
+#: The six Segment calls, the only values of ``type`` we accept.
+CALLS = frozenset(CALL_TYPES)
 
 
 def _id_str(v: Any) -> Any:

@@ -128,7 +128,9 @@ class DecideStage:
                 if absorbed not in state.absorbed and absorbed not in state.pending:
                     state.pending.append(absorbed)
             elif kind == "merge":
+                self._fire_until(res, rec.partition, pid, state, int(d["ts"]))
                 self._hand_off(res, rec.partition, pid, state, d["into"], int(d["ts"]))
+                cache[pid] = res.commit.states[pid] or state  # the tombstone, for later records of the batch
             elif kind == "hand":
                 absorbed = d["from"]
                 if absorbed in state.absorbed:
@@ -158,11 +160,16 @@ class DecideStage:
                 for absorbed in state.absorbed:  # their tombstones name this profile
                     res.commit.states[absorbed] = None
                     cache.pop(absorbed, None)
+                if state.into:
+                    # What this profile forwarded or handed to its survivor (maybe after the survivor's
+                    # own erase) is ahead of this record on that path: the survivor erases again after it.
+                    self._forward(res, state.into, d)
         return res
 
     def _apply_event(self, res: Result, partition: int, pid: str, state: ProfileState, d: JSONDict) -> None:
         ev = Event.from_dict(d["ev"])
-        self._effects(res, partition, self.engine.on_event(pid, state, ev, int(d.get("rx", 0))))
+        self._effects(res, partition, self.engine.on_event(pid, state, ev, int(d.get("rx", 0))), state)
+        metrics.event_resolved(state.reach)
 
     def _forward(self, res: Result, into: str, d: JSONDict) -> None:
         fwd = {**d, "pid": into}
@@ -174,6 +181,27 @@ class DecideStage:
                 envelope.partition_for(into, self.partitions),
             )
         )
+
+    def _fire_until(self, res: Result, partition: int, pid: str, state: ProfileState, until: int) -> None:
+        """Fire the absorbed profile's own timers due by the merge's event time, under its id.
+
+        From the merge on, every event of this person resolves to the survivor, so this
+        state is final: what was due before the merge is decided now, as the event clock
+        would have, even when a fast source partition brought the merge ahead of the clock.
+        """
+        while True:
+            due = sorted((d, k) for k, d in state.timers.items() if d <= until)
+            if not due:
+                return
+            d, key = due[0]
+            rule, name = key.split("|", 1)
+            m = member(pid, rule, name)
+            metrics.TIMERS_FIRED.labels(rule).inc()
+            self._effects(res, partition, self.engine.on_timer(pid, state, m, d, {}), state)
+            if key not in state.timers:  # fired and not re-armed: its entry in the store goes
+                ops = res.commit.timer_ops(partition)
+                ops.schedule.pop(m, None)
+                ops.cancel.add(m)
 
     def _hand_off(
         self, res: Result, partition: int, pid: str, state: ProfileState, into: str, ts: int
@@ -189,11 +217,16 @@ class DecideStage:
             )
         )
         ops = res.commit.timer_ops(partition)
-        ops.cancel.update(member(pid, *k.split("|", 1)) for k in state.timers)
-        tomb = ProfileState(into=into, off=state.off)
-        res.commit.states[pid] = tomb
+        for k in state.timers:  # they travel with the hand-off; none stays here
+            m = member(pid, *k.split("|", 1))
+            ops.schedule.pop(m, None)
+            ops.cancel.add(m)
+        # The cached object itself becomes the tombstone: later records of this batch for the
+        # absorbed profile must see `into` and be forwarded, not revive the old state.
+        state.become_tombstone(into)
+        res.commit.states[pid] = state
 
-    def _effects(self, res: Result, partition: int, eff: Effects) -> None:
+    def _effects(self, res: Result, partition: int, eff: Effects, state: ProfileState | None = None) -> None:
         ops = res.commit.timer_ops(partition)
         for m in eff.cancel_timers:
             ops.schedule.pop(m, None)
@@ -206,6 +239,10 @@ class DecideStage:
             dk, dv = records.decision(f, pv)
             res.records.append(OutRecord(self.topics.decisions, dk, dv))
             outcome = "activated" if f.verdict.activated else "suppressed"
+            if state is not None:
+                chans = [a.channel for a in f.verdict.allowed] + [r.channel for r in f.verdict.refused]
+                purposes = {f.rule.purpose, *(self.engine.policy.channels.get(c, "") for c in chans)}
+                metrics.decision_consent(state.consent, purposes)
             if f.verdict.activated:
                 ak, av, headers = records.activation(f, pv)
                 res.records.append(OutRecord(self.topics.activations, ak, av, None, headers))
@@ -213,9 +250,9 @@ class DecideStage:
                     metrics.TRIGGERS.labels(f.rule.name, a.channel).inc()
                 if f.origin_rx:
                     res.latencies.append((f.rule.name, f.origin_rx))
-                metrics.DECISIONS.labels(f.rule.name, outcome, "allowed").inc()
+            metrics.DECISIONS.labels(f.rule.name, outcome).inc()
             for r in f.verdict.refused:
-                metrics.DECISIONS.labels(f.rule.name, outcome, r.reason.value).inc()
+                metrics.REFUSALS.labels(f.rule.name, r.reason.value).inc()
 
     # ------------------------------------------------------------------ timers
     def clock_now(self, partition: int) -> int | None:
@@ -254,17 +291,22 @@ class DecideStage:
                 continue  # stale: rescheduled or cancelled since
             metrics.TIMERS_FIRED.labels(key.split("|", 1)[0]).inc()
             res.commit.states[pid] = state
-            self._effects(res, p, self.engine.on_timer(pid, state, t.member, t.due, t.payload))
+            self._effects(res, p, self.engine.on_timer(pid, state, t.member, t.due, t.payload), state)
         return res
 
     # ------------------------------------------------------------------ persistence
     async def commit(self, commit: Commit) -> None:
-        """Persist state, then timers, then mark fired timers done. Call after the produce acks."""
+        """Persist, after the produce acks: timer changes, then state, then fired timers done.
+
+        Timer changes go first: they are idempotent, so a crash before the state is saved
+        (which makes the batch's records count as not applied) just recomputes them. The other
+        way round, a saved state would skip the records whose timer changes were lost.
+        """
+        for p, ops in commit.timers.items():
+            await self.timers.apply(p, ops)
         await self.states.save(commit.states)
         for p, marks in commit.marks.items():
             await self.timers.save_marks(p, marks)
-        for p, ops in commit.timers.items():
-            await self.timers.apply(p, ops)
         for p, fired in commit.fired.items():
             await self.timers.done(p, fired)
         for p, held in commit.released.items():

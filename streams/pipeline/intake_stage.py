@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from streams import metrics
-from streams.identity.base import IdentityStore, ResolveRequest
+from streams.identity.base import ERASURE_EVENT, IdentityStore, Resolution, ResolveRequest
 from streams.intake import DeadLetter, ErrorCode, Intake
 from streams.intake.dedupe import DedupeStore
 from streams.model import Event, Identifier, SourceRef
@@ -34,6 +34,17 @@ class IntakeTopics:
     deadletter: str
     profiled: str
     identity_changes: str
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """What an erasure request erased: live profile id -> every profile id erased with it."""
+
+    erased: dict[str, list[str]]
+
+
+def is_erasure(ev: Event) -> bool:
+    return ev.call == "track" and ev.name == ERASURE_EVENT
 
 
 def pseudonymize(pepper: bytes, identifier: Identifier) -> Identifier:
@@ -93,7 +104,7 @@ class IntakeStage:
                     OutRecord(self.topics.deadletter, parsed.key, parsed.value, None, parsed.headers())
                 )
                 continue
-            metrics.EVENTS_IN.labels(parsed.channel, parsed.call).inc()
+            metrics.EVENTS_IN.labels(metrics.channel_label(parsed.channel), parsed.call).inc()
             if parsed.ts > self.marks.get(rec.partition, -(2**62)):
                 self.marks[rec.partition] = advanced[rec.partition] = parsed.ts
             events.append(parsed)
@@ -102,18 +113,20 @@ class IntakeStage:
         kept = [self._private(e) for e, ok in zip(events, fresh, strict=True) if ok]
         metrics.DUPLICATES.inc(len(events) - len(kept))
 
-        resolutions = await self.identity.resolve(
-            [ResolveRequest(e.message_id, e.ts, e.channel, e.identifiers, e.traits) for e in kept]
-        )
+        resolutions = await self._resolve(kept)
         for ev, res in zip(kept, resolutions, strict=True):
+            if isinstance(res, Erasure):
+                out += self._erasure_records(ev, res)
+                continue
             metrics.IDENTITY_OUTCOMES.labels(res.outcome).inc()
             if res.dropped:
                 metrics.IDENTITY_OUTCOMES.labels("limit_hit").inc()
             if res.created:
-                metrics.PROFILES_CREATED.inc()
+                metrics.PROFILE_CHANGES.labels("created").inc()
                 k, v = records.identity_created(res.profile_id, ev.ts, ev.message_id)
                 out.append(OutRecord(self.topics.identity_changes, k, v))
             for m in res.merges:
+                metrics.PROFILE_CHANGES.labels("merged").inc()
                 k, v = records.identity_merged(m, ev.message_id)
                 out.append(OutRecord(self.topics.identity_changes, k, v))
                 # The survivor's partition learns of the hand-off in-band, before the watermark
@@ -149,4 +162,45 @@ class IntakeStage:
             value = envelope.watermark_record(src, wm)
             for p in range(self.partitions):
                 out.append(OutRecord(self.topics.profiled, None, value, p))
+        return out
+
+    # ------------------------------------------------------------------ erasure requests
+    async def _resolve(self, kept: Sequence[Event]) -> list[Resolution | Erasure]:
+        """Resolve in batch order. An erasure request splits the batch: the events before it are
+        resolved first (and erased with the profile), the events after it start afresh, whatever
+        the batch boundaries. Without erasures this is still one script call per batch."""
+        done: list[Resolution | Erasure] = []
+        run: list[Event] = []
+        for ev in [*kept, None]:
+            if ev is not None and not is_erasure(ev):
+                run.append(ev)
+                continue
+            if run:
+                done += await self.identity.resolve(
+                    [ResolveRequest(e.message_id, e.ts, e.channel, e.identifiers, e.traits) for e in run]
+                )
+                run = []
+            if ev is not None:
+                erased: dict[str, list[str]] = {}
+                for ident in ev.identifiers:  # every profile the requester's identifiers lead to
+                    pid = await self.identity.lookup(ident)
+                    if pid is not None and pid not in erased:
+                        erased[pid] = await self.identity.forget(pid)
+                done.append(Erasure(erased))
+        return done
+
+    def _erasure_records(self, ev: Event, res: Erasure) -> list[OutRecord]:
+        """``erased`` on the changes topic; an ``erase`` envelope to the partition of every erased
+        profile (absorbed ones included), so each owner drops its own state and timers."""
+        if not res.erased:
+            log.info("erasure request %s matched no profile", ev.message_id)
+        out: list[OutRecord] = []
+        for pid, gone in res.erased.items():
+            metrics.IDENTITY_OUTCOMES.labels("erased").inc()
+            metrics.PROFILE_CHANGES.labels("erased").inc(len(gone))
+            k, v = records.identity_erased(pid, gone, ev.ts, "request")
+            out.append(OutRecord(self.topics.identity_changes, k, v))
+            for g in gone:
+                p = envelope.partition_for(g, self.partitions)
+                out.append(OutRecord(self.topics.profiled, g.encode(), envelope.erase_record(g), p))
         return out

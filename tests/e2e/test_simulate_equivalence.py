@@ -49,7 +49,7 @@ def person_keys(path: Path) -> dict[bytes, bytes]:
 def test_the_demo_journeys_give_identical_triggers_through_simulate_and_the_worker(
     make_settings: Callable[..., Settings], topics: Callable[[Settings], None], tmp_path: Path
 ) -> None:
-    s = make_settings(clock="event", watermark_idle_timeout=1.5)
+    s = make_settings(clock="event", watermark_idle_timeout=4.0)
     sim = asyncio.run(simulate_file(s, DEMO_FILE))
     assert len(sim.activations) > 100 and len(sim.decisions) > len(sim.activations)
     keys = person_keys(DEMO_FILE)

@@ -181,7 +181,7 @@ def direct_inactivity(events: list[dict[str, object]]) -> dict[str, int]:
 def test_a_year_replayed_on_the_event_clock_fires_exactly_the_computed_inactivity_triggers(
     make_settings: Callable[..., Settings], topics: Callable[[Settings], None], tmp_path: Path
 ) -> None:
-    s = make_settings(clock="event", watermark_idle_timeout=1.5, rules=("inactive_45d",))
+    s = make_settings(clock="event", watermark_idle_timeout=4.0, rules=("inactive_45d",))
     topics(s)
     events = year_of_purchases()
     expected = direct_inactivity(events)

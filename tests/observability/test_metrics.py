@@ -1,0 +1,100 @@
+"""What the metrics count, in memory: resolution rate, consent coverage, capped labels, lag."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+
+from streams import metrics
+from streams.testing import at, run_journey, segment
+
+
+def sample(name: str, labels: dict[str, str] | None = None) -> float:
+    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
+
+
+def resolved() -> tuple[float, float]:
+    return (
+        sample("cxstream_events_resolved_total", {"person": "known"}),
+        sample("cxstream_events_resolved_total", {"person": "anonymous"}),
+    )
+
+
+def test_resolution_rate_counts_events_whose_profile_is_known_including_earlier_identities() -> None:
+    anon, other = "a-7f3e9c", "a-11d2b0"
+    journey = [
+        segment("page", at("2026-03-01T10:00:00Z"), anonymousId=anon),  # nobody yet
+        segment(
+            "identify", at("2026-03-01T10:05:00Z"), anonymousId=anon, traits={"email": "kim@example.org"}
+        ),
+        segment("page", at("2026-03-01T10:07:00Z"), anonymousId=anon),  # anonymous event, known profile
+        segment("page", at("2026-03-01T10:08:00Z"), anonymousId=other, context={"device": {"id": "d-9"}}),
+    ]
+    k0, a0 = resolved()
+    asyncio.run(run_journey(journey))
+    k1, a1 = resolved()
+    assert (k1 - k0, a1 - a0) == (2, 2)
+
+
+def test_consent_coverage_counts_decisions_on_an_explicit_statement() -> None:
+    before = {s: sample("cxstream_decision_consent_total", {"statement": s}) for s in ("explicit", "none")}
+    metrics.decision_consent({"marketing": [[True, 1, "segment"]]}, {"marketing", "personalization"})
+    metrics.decision_consent({"analytics": [[True, 1, "segment"]]}, {"marketing"})
+    metrics.decision_consent({}, {"marketing"})
+    after = {s: sample("cxstream_decision_consent_total", {"statement": s}) for s in ("explicit", "none")}
+    assert (after["explicit"] - before["explicit"], after["none"] - before["none"]) == (1, 2)
+
+
+def test_channel_labels_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(metrics, "_channels", set())
+    monkeypatch.setattr(metrics, "MAX_CHANNELS", 3)
+    got = [metrics.channel_label(c) for c in ("web", "app", "web", "pos", "kiosk-17", "app", "x")]
+    assert got == ["web", "app", "web", "pos", "other", "app", "other"]
+
+
+class FakeConsumer:
+    """Enough of faust's consumer for :class:`metrics.Lag`: an assignment, highwaters, positions."""
+
+    def __init__(self, high: dict[tuple[str, int], int], pos: dict[tuple[str, int], int]) -> None:
+        self.high, self.pos = high, pos
+
+    def assignment(self) -> set[Any]:
+        from faust.types import TP
+
+        return {TP(t, p) for t, p in self.high}
+
+    def highwater(self, tp: Any) -> int:
+        return self.high[(tp.topic, tp.partition)]
+
+    async def position(self, tp: Any) -> int:
+        return self.pos[(tp.topic, tp.partition)]
+
+
+def lag(topic: str, partition: int) -> float | None:
+    return REGISTRY.get_sample_value(
+        "cxstream_consumer_lag_records", {"topic": topic, "partition": str(partition)}
+    )
+
+
+def test_lag_is_highwater_minus_the_next_offset_to_process() -> None:
+    t = "lagtest.raw"
+    lagger = metrics.Lag()
+    consumer = FakeConsumer({(t, 0): 100, (t, 1): 50}, {(t, 0): 80, (t, 1): 50})
+    asyncio.run(lagger.measure(consumer))
+    assert (lag(t, 0), lag(t, 1)) == (20, 0)  # nothing processed yet: the fetch position
+    lagger.done(t, 0, 59)  # fetched up to 79, processed up to 59: 40 left
+    asyncio.run(lagger.measure(consumer))
+    assert lag(t, 0) == 40
+    del consumer.high[(t, 1)]  # revoked: its series goes away
+    asyncio.run(lagger.measure(consumer))
+    assert lag(t, 1) is None and lag(t, 0) == 40
+
+
+def test_summary_line() -> None:
+    prev = {"events_in": 1000.0, "triggers": 3.0, "deadletter": 0.0, "lag": 10.0}
+    cur = {"events_in": 3500.0, "triggers": 12.0, "deadletter": 2.0, "lag": 0.0}
+    line = metrics.summary_line(prev, cur, 5.0)
+    assert line == "  [metrics] 500 events/s in (3,500 total), 12 triggers, 2 dead letters, lag 0"
