@@ -11,6 +11,7 @@ key                              type    holds
 ``{P:idg}:p:<pid>:traits``       hash    trait -> JSON ``[value, event_ms]`` (newest event wins)
 ``{P:idg}:p:<pid>:ch``           hash    channel -> last event ms
 ``{P:idg}:p:<pid>:merges``       list    JSON merge records, oldest first
+``{P:idg}:p:<pid>:absorbed``     set     profiles merged into this one (erasure follows them)
 ``{P:dd}:<messageId>``           string  dedupe marker (the source coordinate), TTL ``dedupe_ttl``
 ``{P:s:<pid>}``                  string  decision-stage state of a profile: consent, rule state, caps
 ``{P:t:<n>}:due``                zset    timers of profiled partition n: member -> due ms

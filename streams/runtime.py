@@ -45,7 +45,8 @@ class Stores:
     @classmethod
     def memory(cls, settings: Settings | None = None) -> Stores:
         rules = IdentityRules.from_settings(settings) if settings is not None else None
-        return cls(MemoryDedupeStore(), MemoryIdentityStore(rules), MemoryStateStore(), MemoryTimerStore())
+        ttl = settings.dedupe_ttl if settings is not None else None
+        return cls(MemoryDedupeStore(ttl), MemoryIdentityStore(rules), MemoryStateStore(), MemoryTimerStore())
 
     @classmethod
     def redis(cls, settings: Settings) -> Stores:

@@ -35,7 +35,7 @@ class LocalPipeline:
 
     def __init__(self, settings: Settings, stores: Stores | None = None) -> None:
         self.settings = settings
-        self.runtime = Runtime(settings, stores or Stores.memory())
+        self.runtime = Runtime(settings, stores or Stores.memory(settings))
         self._wall = 0
         # sources never go idle mid-run; finish() makes them all idle at once
         self.runtime.event_clock.wall = lambda: self._wall
@@ -103,6 +103,7 @@ class LocalPipeline:
     async def finish(self) -> SimResult:
         """End of input: every source is idle, so the clock moves to the last event time."""
         self._wall = _FOREVER
+        self.runtime.event_clock.idle_timeout_ms = 0  # every source idle: the clock is the last mark
         await self._fire()
         await self._drain()
         return self.result
