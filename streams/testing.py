@@ -138,14 +138,7 @@ def run_rule(
     clock = -(2**62)
 
     def fire(upto: int) -> None:
-        while True:
-            due = sorted((d, k) for k, d in run.state.timers.items() if d <= upto)
-            if not due:
-                return
-            d, key = due[0]
-            r, name = key.split("|", 1)
-            eff = engine.on_timer(profile_id, run.state, f"{profile_id}|{r}|{name}", d, {})
-            run.fired += eff.fired
+        run.fired += engine.fire_until(profile_id, run.state, upto).fired
 
     for ev in events:
         eff = engine.on_event(profile_id, run.state, ev)

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from helpers import fresh_settings
 
-from streams.settings import Settings, load_settings
+from streams.settings import Settings
 from streams.stack import LocalStack
 
 
@@ -22,36 +21,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         yield s
 
 
-_n = itertools.count()
-
-
 @pytest.fixture
 def make_settings(stack: LocalStack) -> Callable[..., Settings]:
     """Settings with a fresh app id, topic names and Redis prefix: tests never see each other's data."""
-
-    def make(**overrides: object) -> Settings:
-        tag = f"t{next(_n)}{uuid.uuid4().hex[:6]}"
-        base: dict[str, object] = dict(
-            kafka_bootstrap=stack.kafka_bootstrap,
-            redis_url=stack.redis_url,
-            app_id=f"cx-{tag}",
-            redis_prefix=f"cx-{tag}",
-            partitions=4,
-            metrics_port=0,
-            kafka_session_timeout=6.0,
-            kafka_rebalance_timeout=10.0,
-            topic_raw=f"{tag}.events.raw",
-            topic_deadletter=f"{tag}.events.deadletter",
-            topic_activations=f"{tag}.activations",
-            topic_decisions=f"{tag}.decisions",
-            topic_identity_changes=f"{tag}.identity.changes",
-            batch_within=0.02,
-            timer_tick=0.2,
-        )
-        base.update(overrides)
-        return load_settings(**base)
-
-    return make
+    return lambda **overrides: fresh_settings(stack, **overrides)
 
 
 @pytest.fixture

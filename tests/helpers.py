@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,35 @@ from typing import Any
 import orjson
 
 from streams.dev import start_worker, stop_worker
-from streams.settings import Settings
+from streams.settings import Settings, load_settings
+from streams.stack import LocalStack
+
+_n = itertools.count()
+
+
+def fresh_settings(stack: LocalStack, **overrides: Any) -> Settings:
+    """Settings on the test stack with a fresh app id, topic names and Redis prefix."""
+    tag = f"t{next(_n)}{uuid.uuid4().hex[:6]}"
+    base: dict[str, Any] = dict(
+        kafka_bootstrap=stack.kafka_bootstrap,
+        redis_url=stack.redis_url,
+        app_id=f"cx-{tag}",
+        redis_prefix=f"cx-{tag}",
+        partitions=4,
+        metrics_port=0,
+        # the local broker holds a group's first join for half the session timeout
+        kafka_session_timeout=6.0,
+        kafka_rebalance_timeout=10.0,
+        topic_raw=f"{tag}.events.raw",
+        topic_deadletter=f"{tag}.events.deadletter",
+        topic_activations=f"{tag}.activations",
+        topic_decisions=f"{tag}.decisions",
+        topic_identity_changes=f"{tag}.identity.changes",
+        batch_within=0.02,
+        timer_tick=0.2,
+    )
+    base.update(overrides)
+    return load_settings(**base)
 
 
 @contextlib.contextmanager

@@ -103,6 +103,25 @@ class Engine:
         eff.extend(self._apply(pid, state, rule, out, 0))
         return eff
 
+    def fire_until(self, pid: str, state: ProfileState, until: int) -> Effects:
+        """Fire the profile's own timers due by ``until``, earliest first, until none is left.
+
+        A timer a rule fires without re-arming is listed in ``cancel_timers``, so the
+        caller removes it from the timer store too.
+        """
+        eff = Effects()
+        while True:
+            due = sorted((d, k) for k, d in state.timers.items() if d <= until)
+            if not due:
+                return eff
+            d, key = due[0]
+            rule, name = key.split("|", 1)
+            m = member(pid, rule, name)
+            eff.extend(self.on_timer(pid, state, m, d, {}))
+            if key not in state.timers:
+                eff.set_timers.pop(m, None)
+                eff.cancel_timers.add(m)
+
     def merge(self, survivor_pid: str, survivor: ProfileState, absorbed: ProfileState, at: int) -> Effects:
         """Fold an absorbed profile's state (handed off with its timers) into the survivor's."""
         merge_consent(survivor, absorbed, self.policy.consent_merge)

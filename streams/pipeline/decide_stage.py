@@ -173,14 +173,7 @@ class DecideStage:
 
     def _forward(self, res: Result, into: str, d: JSONDict) -> None:
         fwd = {**d, "pid": into}
-        res.records.append(
-            OutRecord(
-                self.topics.profiled,
-                into.encode(),
-                dumps(fwd),
-                envelope.partition_for(into, self.partitions),
-            )
-        )
+        res.records.append(envelope.to_profile(self.topics.profiled, into, dumps(fwd), self.partitions))
 
     def _fire_until(self, res: Result, partition: int, pid: str, state: ProfileState, until: int) -> None:
         """Fire the absorbed profile's own timers due by the merge's event time, under its id.
@@ -189,19 +182,10 @@ class DecideStage:
         state is final: what was due before the merge is decided now, as the event clock
         would have, even when a fast source partition brought the merge ahead of the clock.
         """
-        while True:
-            due = sorted((d, k) for k, d in state.timers.items() if d <= until)
-            if not due:
-                return
-            d, key = due[0]
-            rule, name = key.split("|", 1)
-            m = member(pid, rule, name)
-            metrics.TIMERS_FIRED.labels(rule).inc()
-            self._effects(res, partition, self.engine.on_timer(pid, state, m, d, {}), state)
-            if key not in state.timers:  # fired and not re-armed: its entry in the store goes
-                ops = res.commit.timer_ops(partition)
-                ops.schedule.pop(m, None)
-                ops.cancel.add(m)
+        eff = self.engine.fire_until(pid, state, until)
+        for f in eff.fired:
+            metrics.TIMERS_FIRED.labels(f.rule.name).inc()
+        self._effects(res, partition, eff, state)
 
     def _hand_off(
         self, res: Result, partition: int, pid: str, state: ProfileState, into: str, ts: int
@@ -209,11 +193,8 @@ class DecideStage:
         payload = loads(state.to_json())
         payload.pop("off", None)
         res.records.append(
-            OutRecord(
-                self.topics.profiled,
-                into.encode(),
-                envelope.handoff_record(into, pid, payload, ts),
-                envelope.partition_for(into, self.partitions),
+            envelope.to_profile(
+                self.topics.profiled, into, envelope.handoff_record(into, pid, payload, ts), self.partitions
             )
         )
         ops = res.commit.timer_ops(partition)

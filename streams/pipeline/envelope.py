@@ -17,11 +17,17 @@ from __future__ import annotations
 from aiokafka.partitioner import murmur2
 
 from streams.model import Event, JSONDict, dumps
+from streams.pipeline.records import OutRecord
 
 
 def partition_for(key: str, partitions: int) -> int:
     """Kafka's default partitioner (murmur2, as the Java client and aiokafka): where ``key`` lives."""
     return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+def to_profile(topic: str, pid: str, value: bytes, partitions: int) -> OutRecord:
+    """A repartition record for profile ``pid``: keyed by it, on the partition that owns it."""
+    return OutRecord(topic, pid.encode(), value, partition_for(pid, partitions))
 
 
 def event_record(pid: str, event: Event, rx: int) -> bytes:

@@ -133,27 +133,27 @@ class IntakeStage:
                 # that follows this batch: it holds the survivor's events and timers until the
                 # absorbed state arrives, so no decision is taken on half a person.
                 out.append(
-                    OutRecord(
+                    envelope.to_profile(
                         self.topics.profiled,
-                        m.survivor.encode(),
+                        m.survivor,
                         envelope.expect_record(m.survivor, m.absorbed, m.ts),
-                        envelope.partition_for(m.survivor, self.partitions),
+                        self.partitions,
                     )
                 )
                 out.append(
-                    OutRecord(
+                    envelope.to_profile(
                         self.topics.profiled,
-                        m.absorbed.encode(),
+                        m.absorbed,
                         envelope.merge_record(m.absorbed, m.survivor, m.ts),
-                        envelope.partition_for(m.absorbed, self.partitions),
+                        self.partitions,
                     )
                 )
             out.append(
-                OutRecord(
+                envelope.to_profile(
                     self.topics.profiled,
-                    res.profile_id.encode(),
+                    res.profile_id,
                     envelope.event_record(res.profile_id, ev, now_ms),
-                    envelope.partition_for(res.profile_id, self.partitions),
+                    self.partitions,
                 )
             )
         # Watermark markers go after the batch's events: on every partition, a marker
@@ -201,6 +201,7 @@ class IntakeStage:
             k, v = records.identity_erased(pid, gone, ev.ts, "request")
             out.append(OutRecord(self.topics.identity_changes, k, v))
             for g in gone:
-                p = envelope.partition_for(g, self.partitions)
-                out.append(OutRecord(self.topics.profiled, g.encode(), envelope.erase_record(g), p))
+                out.append(
+                    envelope.to_profile(self.topics.profiled, g, envelope.erase_record(g), self.partitions)
+                )
         return out

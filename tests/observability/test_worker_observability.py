@@ -20,13 +20,13 @@ from typing import Any
 
 import orjson
 import pytest
-from helpers import running_worker
+from helpers import fresh_settings, running_worker
 from observability.prom import DASHBOARD, PROM_DIR, Prometheus, prometheus, promtool
 
 from streams.demo import DEMO_FILE
 from streams.kafka import create_topics
 from streams.replay import replay_file
-from streams.settings import Settings, load_settings
+from streams.settings import Settings
 from streams.stack import LocalStack, free_port
 
 pytestmark = pytest.mark.stack
@@ -175,23 +175,9 @@ def wait_for(what: str, check: Any, timeout: float, proc: Any, log: Path) -> Non
 def observed(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
     workdir = tmp_path_factory.mktemp("observability")
     port = free_port()
-    tag = f"obs{time.monotonic_ns() % 10**8}"
-    settings = load_settings(
-        kafka_bootstrap=stack.kafka_bootstrap,
-        redis_url=stack.redis_url,
-        app_id=f"cx-{tag}",
-        redis_prefix=f"cx-{tag}",
-        partitions=4,
+    settings = fresh_settings(
+        stack,
         metrics_port=port,
-        kafka_session_timeout=6.0,
-        kafka_rebalance_timeout=10.0,
-        topic_raw=f"{tag}.events.raw",
-        topic_deadletter=f"{tag}.events.deadletter",
-        topic_activations=f"{tag}.activations",
-        topic_decisions=f"{tag}.decisions",
-        topic_identity_changes=f"{tag}.identity.changes",
-        batch_within=0.02,
-        timer_tick=0.2,
         clock="event",  # old demo data: timers fire on the replay's own time
         watermark_idle_timeout=1.0,
     )

@@ -26,13 +26,7 @@ def _deliver_then_fire(rule: Rule, events: Iterable[Event], until: int) -> list[
     fired = []
     for ev in events:
         fired += engine.on_event("p_test", state, ev).fired
-    while True:
-        due = sorted((d, k) for k, d in state.timers.items() if d <= until)
-        if not due:
-            break
-        d, key = due[0]
-        r, name = key.split("|", 1)
-        fired += engine.on_timer("p_test", state, f"p_test|{r}|{name}", d, {}).fired
+    fired += engine.fire_until("p_test", state, until).fired
     return [f.spec for f in fired]
 
 
