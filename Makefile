@@ -39,13 +39,13 @@ bench: $(STAMP) ## benchmarks: identity at 1M profiles, pipeline throughput (pri
 	$(BIN)/python bench/bench_identity.py --profiles $(or $(PROFILES),1000000)
 
 lint: $(STAMP) ## ruff lint + format check, mypy --strict
-	$(BIN)/ruff check streams rules tests
-	$(BIN)/ruff format --check streams rules tests
+	$(BIN)/ruff check streams rules tests bench
+	$(BIN)/ruff format --check streams rules tests bench
 	$(BIN)/mypy
 
 format: $(STAMP) ## format and auto-fix
-	$(BIN)/ruff format streams rules tests
-	$(BIN)/ruff check --fix streams rules tests
+	$(BIN)/ruff format streams rules tests bench
+	$(BIN)/ruff check --fix streams rules tests bench
 
 clean: ## remove the venv, caches and local state
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache .hypothesis .cxstream

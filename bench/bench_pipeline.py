@@ -154,6 +154,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--events", type=int, default=50_000)
     ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--within", type=float, default=0.05, help="seconds a batch may wait to fill")
     args = ap.parse_args()
     events = journeys(args.events)
     with LocalStack() as stack:
@@ -163,6 +164,7 @@ def main() -> None:
             partitions=4,
             kafka_session_timeout=6.0,
             batch_size=args.batch,
+            batch_within=args.within,
             redis_prefix="bench",
         )
         asyncio.run(bench_stages(s, events, args.batch))
