@@ -122,7 +122,7 @@ class Engine:
                 eff.set_timers.pop(m, None)
                 eff.cancel_timers.add(m)
 
-    def merge(self, survivor_pid: str, survivor: ProfileState, absorbed: ProfileState, at: int) -> Effects:
+    def merge(self, survivor_pid: str, survivor: ProfileState, absorbed: ProfileState) -> Effects:
         """Fold an absorbed profile's state (handed off with its timers) into the survivor's."""
         merge_consent(survivor, absorbed, self.policy.consent_merge)
         if survivor.country is None:

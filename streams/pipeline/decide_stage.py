@@ -144,7 +144,7 @@ class DecideStage:
                     p for p in other.pending if p not in state.absorbed and p not in state.pending
                 ]
                 state.buffer += other.buffer
-                self._effects(res, rec.partition, self.engine.merge(pid, state, other, int(d["ts"])))
+                self._effects(res, rec.partition, self.engine.merge(pid, state, other))
                 if not state.pending:
                     held, state.buffer = state.buffer, []
                     for env in held:

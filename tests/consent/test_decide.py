@@ -231,7 +231,7 @@ def test_caps_of_merged_profiles_add_up() -> None:
     for i in range(2):
         decide(DEFAULT_POLICY, a, "marketing", ("email",), T0 + i)
         decide(DEFAULT_POLICY, b, "marketing", ("email",), T0 + 10 + i)
-    engine.merge("pa", a, b, T0 + 20)
+    engine.merge("pa", a, b)
     assert [r.reason for r in decide(DEFAULT_POLICY, a, "marketing", ("email",), T0 + 30).refused] == [
         Reason.FREQUENCY_CAP
     ]

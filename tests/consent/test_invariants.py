@@ -97,7 +97,7 @@ class Harness:
         r = self.root[p]
         kw: dict[str, Any] = dict(user_id=None, identifiers=_ids(p), country=self.country)
         if kind == "merge":
-            self.merge(r, self.root[o[2]], ts)
+            self.merge(r, self.root[o[2]])
             return
         if kind == "consent":
             ev = event("identify", ts, consent=o[2], **kw)
@@ -113,11 +113,11 @@ class Harness:
             ev = event("identify", ts, traits={"preferred_channels": o[2]}, **kw)
         self.observe(r, self.engine.on_event(f"p{r}", self.states[r], ev).fired)
 
-    def merge(self, a: int, b: int, ts: int) -> None:
+    def merge(self, a: int, b: int) -> None:
         if a == b:
             return
         survivor, absorbed = min(a, b), max(a, b)
-        self.engine.merge(f"p{survivor}", self.states[survivor], self.states.pop(absorbed), ts)
+        self.engine.merge(f"p{survivor}", self.states[survivor], self.states.pop(absorbed))
         self.nodes[survivor] = Node(children=(self.nodes[survivor], self.nodes.pop(absorbed)))
         for ch, stamps in self.acts.pop(absorbed, {}).items():
             self.acts[survivor][ch] += stamps
