@@ -34,8 +34,12 @@ demo: $(STAMP) ## the main job on the embedded default: broker, Redis, worker, d
 test: $(STAMP) $(TOOLS) ## the whole test suite (starts and stops its own broker and Redis)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-bench: $(STAMP) ## benchmarks: identity at 1M profiles, pipeline throughput (prints numbers)
+chaos: $(STAMP) ## slow suites: fault injection (Redis OOM, pause, lost hand-off, failing timers), multi-worker kills and restarts
+	$(BIN)/python -m pytest -q -m chaos
+
+bench: $(STAMP) ## benchmarks: identity at 1M profiles, pipeline throughput, scale-out and latency (prints numbers)
 	$(BIN)/python bench/bench_pipeline.py --events 50000
+	$(BIN)/python bench/bench_scale.py --events 50000 --rate 1000
 	$(BIN)/python bench/bench_identity.py --profiles $(or $(PROFILES),1000000)
 
 lint: $(STAMP) ## ruff lint + format check, mypy --strict
@@ -50,4 +54,4 @@ format: $(STAMP) ## format and auto-fix
 clean: ## remove the venv, caches and local state
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache .hypothesis .cxstream
 
-.PHONY: help install demo test bench lint format clean
+.PHONY: help install demo test chaos bench lint format clean

@@ -1,4 +1,7 @@
-"""Pipeline throughput: the stages against real Redis, and a whole worker on the local stack.
+"""Pipeline throughput: the stages against real Redis, without Kafka or faust.
+
+(Whole workers on the local stack, one and two, and the event-to-trigger latency:
+``bench/bench_scale.py``.)
 
     .venv/bin/python bench/bench_pipeline.py [--events N]
 
@@ -10,18 +13,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import tempfile
 import time
-from pathlib import Path
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.dev import start_worker, stop_worker
 from streams.intake import ms_to_iso
-from streams.kafka import client_options, create_topics
 from streams.pipeline.records import InRecord
-from streams.replay import replay_file
 from streams.runtime import Runtime, Stores
 from streams.settings import Settings, load_settings
 from streams.stack import LocalStack
@@ -97,59 +94,6 @@ async def bench_stages(settings: Settings, events: list[bytes], batch: int) -> N
     )
 
 
-async def committed(settings: Settings, topic: str) -> int:
-    """Offsets the app's group committed on ``topic``, summed over partitions.
-
-    (Not compared with end offsets: the local Tansu broker reports end offsets short of the
-    records it actually serves, so the count produced is the target.)"""
-    c = AIOKafkaConsumer(**client_options(settings), group_id=settings.app_id, enable_auto_commit=False)
-    await c.start()
-    try:
-        return sum([(await c.committed(TopicPartition(topic, p))) or 0 for p in range(settings.partitions)])
-    finally:
-        await c.stop()
-
-
-def bench_worker(base: Settings, events: list[bytes]) -> None:
-    s = base.model_copy(
-        update={
-            "app_id": f"bench{time.time_ns()}",
-            "redis_prefix": f"bench{time.time_ns()}",
-            "clock": "event",
-            "watermark_idle_timeout": 2.0,
-            "metrics_port": 0,
-        }
-    )
-    asyncio.run(create_topics(s))
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "events.jsonl"
-        path.write_bytes(b"\n".join(events) + b"\n")
-        n = asyncio.run(replay_file(s, path))  # the backlog is there before the worker starts
-        proc = start_worker(s, Path(d) / "worker.log")
-        try:
-            first: float | None = None
-            while (done := asyncio.run(committed(s, s.topic_raw))) < n:
-                if first is None and done:
-                    first, base_done = time.perf_counter(), done
-                time.sleep(0.1)
-            raw_secs = time.perf_counter() - (first or time.perf_counter())
-            last, stable_since = -1, time.perf_counter()
-            while time.perf_counter() - stable_since < 2.0:  # the decide stage drains behind intake
-                prof = asyncio.run(committed(s, s.topic_profiled))
-                if prof != last:
-                    last, stable_since = prof, time.perf_counter()
-                time.sleep(0.1)
-            all_secs = stable_since - (first or stable_since)
-            measured = n - base_done if first else n
-            print(
-                f"worker end to end ({s.partitions} partitions, batch {s.batch_size}): intake "
-                f"{measured / raw_secs:,.0f} events/s; through decide {measured / all_secs:,.0f} events/s "
-                f"({n} events, {last} repartition records)"
-            )
-        finally:
-            stop_worker(proc)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--events", type=int, default=50_000)
@@ -168,7 +112,6 @@ def main() -> None:
             redis_prefix="bench",
         )
         asyncio.run(bench_stages(s, events, args.batch))
-        bench_worker(s, events)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The rule contract: what a rule module declares and what it is given.
 
 A rule is plain Python: no faust, no Redis, no clock of its own. The engine
-(:mod:`streams.decide`) calls it, for one profile at a time, in event-time order per
+(:mod:`streams.engine.runner`) calls it, for one profile at a time, in event-time order per
 profile:
 
 * :meth:`Rule.on_event` for each event the rule :meth:`~Rule.wants`;
@@ -9,10 +9,17 @@ profile:
   clock, see contract section 8), after every event up to that time was seen;
 * :meth:`Rule.merge` when two profiles turn out to be one person.
 
-Each returns an :class:`Outcome`: the rule's new state (a JSON-able dict, stored per
-profile), the triggers to emit and the timers to set or cancel. Raising is allowed
-but costs the rule that one event: the engine records it as failed for this rule
-(``cxstream_rule_errors_total``) and the other rules still run.
+Each returns an :class:`Outcome`: the rule's new state (a JSON object, stored per
+profile), the triggers to emit and the timers to set or cancel.
+
+What a failure does (enforced by :mod:`streams.engine.runner`, and by the testing kit):
+the rule gets a deep copy of its state; its return value is checked (an ``Outcome`` of JSON
+objects at most 64 levels deep) before anything is applied. Raising in any method
+(``wants`` included), or returning something else, costs the rule that one call: its
+state and timers stay as they were, the other rules still run, the failure is counted
+(``cxstream_rule_errors_total``) and, for an event or a merge, recorded as a ``cx.decisions``
+record with outcome ``error``. A timer whose ``on_timer`` fails stays due and is retried (3
+attempts, one per 30 s lease), then dead-lettered with its payload.
 
 Triggers carry a ``key`` unique to the condition instance (e.g. the ``messageId`` that
 opened the cart): the trigger id is derived from rule name, version and key, so a

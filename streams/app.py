@@ -7,21 +7,39 @@ offsets past unprocessed messages):
 * ``decide`` on ``<app_id>-profiled`` -> :class:`streams.pipeline.decide_stage.DecideStage`
 
 and a timer task that fires due durable timers of the partitions this worker owns.
-faust acks a ``take_events`` batch when the loop body returns, even if it raised; so
-the body never raises: input errors are dead letters and Redis/Kafka outages are
-retried inside the stages until they pass.
+
+faust acks a ``take_events`` batch when the loop body returns, even if it raised, and a
+mode timer that raises stops the whole worker; so neither ever raises (:func:`_until_done`):
+
+* a record the stages cannot process is dead-lettered by the stages themselves;
+* Redis and Kafka outages are waited out inside the calls (``redis_io.call``,
+  ``kafka.send_all``), so the body does not return, and nothing is acked, until the
+  batch's outputs are acked by Kafka;
+* a configuration error (wrong password, missing ACL) ends the process with one line and
+  without committing (:func:`streams.exceptions.fatal`);
+* anything else is a bug of ours: the batch is done again from the start, with backoff,
+  and counted (``cxstream_batch_retries_total``): stuck, alerting, never lost.
+
+On stop, faust acks the batch in hand (the ``finally`` of ``take_events``) and commits it,
+finished or not: a batch cut short would be lost. So the batch runs to its end whatever
+happens to the agent (:func:`_finish`), and its acks wait until it has (:func:`_take`).
+``CXSTREAM_SHUTDOWN_TIMEOUT`` bounds the wait (``streams.health``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
 
 from streams import metrics
+from streams.engine.clock import IDLE_REPORT_SECONDS
+from streams.exceptions import FatalError, fatal, where
+from streams.health import HEALTH
 from streams.kafka import client_options, send_all
 from streams.logs import bind_batch
 from streams.pipeline.records import InRecord, OutRecord
@@ -95,31 +113,38 @@ def build_app(settings: Settings, stores: Stores | None = None) -> tuple[faust.A
 
     @app.agent(raw, name="intake", concurrency=1)
     async def intake(stream: Any) -> None:
-        async for events in stream.take_events(settings.batch_size, settings.batch_within):
+        async for events in _take(stream, settings):
             start = time.perf_counter()
             bind_batch("intake", events)
-            out = await runtime.intake.process(_records(events), int(time.time() * 1000))
-            await produce(out)
+            batch = _records(events)
+
+            async def run(batch: list[InRecord] = batch) -> None:
+                out = await runtime.intake.process(batch, int(time.time() * 1000))
+                await produce(out)
+
+            await _finish("intake", run)
             _done(lag, events)
             metrics.BATCH_SIZE.labels("intake").observe(len(events))
             metrics.PROCESSING_SECONDS.labels("intake").observe(time.perf_counter() - start)
 
     @app.agent(profiled, name="decide", concurrency=1)
     async def decide(stream: Any) -> None:
-        async for events in stream.take_events(settings.batch_size, settings.batch_within):
+        async for events in _take(stream, settings):
             start = time.perf_counter()
             batch = _records(events)
             bind_batch("decide", events)
-            async with runtime.lock:
-                await runtime.adopt(_owned(app, settings.topic_profiled) | {r.partition for r in batch})
-                res = await runtime.decide.process(batch)
-                await runtime.run_decide(res, produce)
-                if settings.clock == "event":
-                    while True:  # the batch may have moved the event clock: fire what is due now
-                        fired = await runtime.decide.fire_due(sorted({r.partition for r in batch}))
-                        if not fired.commit.fired:
-                            break
-                        await runtime.run_decide(fired, produce)
+
+            async def run(batch: list[InRecord] = batch) -> None:
+                async with runtime.lock:
+                    await runtime.adopt(_owned(app, settings.topic_profiled) | {r.partition for r in batch})
+                    res = await runtime.decide.process(batch)
+                    await runtime.run_decide(res, produce)
+                    if settings.clock == "event":
+                        # the batch may have moved the event clock: fire what is due now
+                        while await runtime.fire_round({r.partition for r in batch}, produce):
+                            pass
+
+            await _finish("decide", run)
             _done(lag, events)
             metrics.BATCH_SIZE.labels("decide").observe(len(events))
             metrics.PROCESSING_SECONDS.labels("decide").observe(time.perf_counter() - start)
@@ -129,15 +154,118 @@ def build_app(settings: Settings, stores: Stores | None = None) -> tuple[faust.A
         owned = _owned(app, settings.topic_profiled)
         if not owned:
             return
-        async with runtime.lock:
-            await runtime.adopt(owned)
-        await runtime.tick(produce)
+
+        async def run() -> None:
+            async with runtime.lock:
+                await runtime.adopt(owned)
+            await runtime.tick(produce)
+
+        await _guarded("timers", run)  # the next tick tries again
+
+    if settings.clock == "event":
+
+        @app.timer(IDLE_REPORT_SECONDS)  # type: ignore[untyped-decorator]  # faust is untyped
+        async def idle_sources() -> None:
+            """Tell the event clock which source partitions this worker has read to their end."""
+
+            async def run() -> None:
+                done = await lag.caught_up(app.consumer, settings.topic_raw)
+                quiet = int(settings.watermark_idle_timeout * 500)  # half the idle timeout, in ms
+                markers = runtime.intake.idle_markers(done, int(time.time() * 1000), quiet)
+                if markers:
+                    await produce(markers)
+
+            await _guarded("idle", run)
 
     @app.timer(LAG_INTERVAL)  # type: ignore[untyped-decorator]  # faust is untyped
     async def consumer_lag() -> None:
-        await lag.measure(app.consumer)
+        await _guarded("lag", lambda: lag.measure(app.consumer))
 
     return app, runtime
+
+
+#: seconds between attempts at a batch our own code failed on (doubling up to the cap)
+RETRY_FIRST, RETRY_CAP = 0.5, 30.0
+
+
+async def _until_done(stage: str, run: Callable[[], Awaitable[None]]) -> None:
+    """Run a batch until it succeeds: the body must not return (and ack) before that."""
+    delay = RETRY_FIRST
+    while True:
+        try:
+            await run()
+            return
+        except FatalError as exc:
+            fatal(exc)
+        except Exception as exc:
+            metrics.BATCH_RETRIES.labels(stage).inc()
+            # class and place only: an exception's text may carry event values
+            log.error(
+                "%s batch failed (%s at %s); doing it again in %.1fs, nothing is acked meanwhile",
+                stage,
+                type(exc).__name__,
+                where(exc),
+                delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_CAP)
+
+
+def _take(stream: Any, settings: Settings) -> AsyncIterator[Sequence[Any]]:
+    """``stream.take_events``, acked only once the body is done with the batch.
+
+    faust acks a batch in the ``finally`` of ``take_events``, run when the body asks for the
+    next batch, or when the generator is closed. ``Stream.on_stop`` closes the generators it
+    tracks at once (faust/streams.py ``on_stop``: ``agen.aclose()``), which acks the batch in
+    hand while the body still works on it; the consumer may then commit it (every second, and
+    on stop). Untracked, the generator is closed when the body lets go of it: after the batch
+    (:func:`_finish`). If that happened after the last commit, the batch would only be
+    delivered again.
+    """
+    batches = stream.take_events(settings.batch_size, settings.batch_within)
+    tracked = getattr(stream, "_active_agens", None)
+    if tracked is not None:
+        tracked.discard(batches)
+    return batches  # type: ignore[no-any-return]
+
+
+async def _finish(stage: str, run: Callable[[], Awaitable[None]]) -> None:
+    """:func:`_until_done`, in a task that a cancelled agent does not cut short.
+
+    faust stops an agent by cancelling its task (mode's ``Service.stop`` of the actor), then
+    acks the batch in hand and commits it: cut short, its unfinished part would be lost. So
+    the batch goes on to its end (outputs acked by Kafka), and then the cancellation goes on.
+    A stop waits for the batch in hand; the shutdown watchdog (``streams.health.Shutdown``)
+    bounds that wait.
+    """
+    task = asyncio.create_task(_until_done(stage, run), name=f"cxstream-{stage}-batch")
+    cancelled = False
+    with HEALTH.batch():
+        while not task.done():
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if task.cancelled():  # the task itself (loop teardown): nothing left to wait for
+                    raise
+                if not cancelled:
+                    log.info("%s agent stopping: finishing the batch in hand first", stage)
+                cancelled = True
+    task.result()
+    if cancelled:
+        raise asyncio.CancelledError
+
+
+async def _guarded(task: str, run: Callable[[], Awaitable[None]]) -> None:
+    """A periodic task that must not raise: a mode timer that raises stops the whole worker."""
+    try:
+        await run()
+    except FatalError as exc:
+        fatal(exc)
+    except Exception as exc:
+        metrics.BATCH_RETRIES.labels(task).inc()
+        log.error(
+            "%s task failed (%s at %s); it runs again at its next tick", task, type(exc).__name__, where(exc)
+        )
 
 
 def _done(lag: metrics.Lag, events: Sequence[Any]) -> None:

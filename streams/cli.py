@@ -10,6 +10,7 @@ command                what it does
 ``topics create``      create every topic with ``CXSTREAM_PARTITIONS`` partitions
 ``simulate FILE``      the same pipeline over a file, in one process, in memory, event clock
 ``profile show REF``   the unified profile of ``TYPE:VALUE`` (e.g. ``email:ann@example.com``)
+``profile export REF`` everything held about a person, as JSON (subject access; ``--out FILE``)
 ``profile forget REF`` erase a profile (right to be forgotten)
 =====================  ==================================================================
 """
@@ -30,11 +31,17 @@ from streams.settings import Settings, load_settings
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class Stop(click.ClickException):
+    """One of our errors: ``Error: <one line>`` on stderr and exit code 2 (click's own is 1)."""
+
+    exit_code = 2
+
+
 def _settings(**overrides: Any) -> Settings:
     try:
         return load_settings(**overrides)
     except CxStreamError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise Stop(str(exc)) from None
 
 
 def _guard(fn: F) -> F:
@@ -46,7 +53,7 @@ def _guard(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except CxStreamError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise Stop(str(exc)) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -165,6 +172,23 @@ def profile_show(ref: str) -> None:
     from streams.profiles import show_profile
 
     click.echo(asyncio.run(show_profile(_settings(), ref)))
+
+
+@profile.command("export")
+@click.argument("ref")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="write to FILE, not stdout")
+@_guard
+def profile_export(ref: str, out: Path | None) -> None:
+    """Everything held about the person of TYPE:VALUE, as one JSON document (subject access)."""
+    from streams.model import dumps
+    from streams.profiles import export_profile
+
+    doc = dumps(asyncio.run(export_profile(_settings(), ref))).decode()
+    if out is None:
+        click.echo(doc)
+    else:
+        out.write_text(doc + "\n")
+        click.echo(f"wrote the export of {ref} to {out}", err=True)
 
 
 @profile.command("forget")

@@ -44,9 +44,13 @@ BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 #: with no usable identifier. A profile with any other type is "known".
 ANONYMOUS_TYPES = frozenset({"anonymous_id", "device_id", "message_id"})
 
-#: Channel names come from the input (``context.channel``), so they are capped: the first
-#: ``MAX_CHANNELS`` distinct names keep their own series, later ones count as ``other``.
-MAX_CHANNELS = 32
+#: Channel names come from the input (``context.channel``), so a label is one of a closed set:
+#: the contract's channels (docs/contract.md: ``context.channel``), the ones intake derives itself
+#: (``server``, ``unknown``) and the policy's (:func:`known_channels`); any other name (one run
+#: produced ``ivy_j_example_com``) counts as ``other``.
+CONTRACT_CHANNELS = frozenset(
+    {"web", "app", "email", "pos", "crm", "call_center", "ads", "sms", "push", "server", "unknown"}
+)
 
 # ---------------------------------------------------------------------- intake
 EVENTS_IN = Counter("cxstream_events_in_total", "Valid events accepted by intake", ["channel", "call"])
@@ -103,7 +107,21 @@ DECISION_CONSENT = Counter(
     "Decisions by whether the profile held an explicit consent statement for a purpose they need",
     ["statement"],
 )
-RULE_ERRORS = Counter("cxstream_rule_errors_total", "Events a rule raised on (isolated)", ["rule"])
+RULE_ERRORS = Counter(
+    "cxstream_rule_errors_total",
+    "Rule calls that raised or returned an invalid outcome (isolated: that rule, that event or timer)",
+    ["rule"],
+)
+BATCH_RETRIES = Counter(
+    "cxstream_batch_retries_total",
+    "Batches (or timer/lag task runs) our own code failed on and that were done again; "
+    "nonzero means a bug is holding a partition up",
+    ["stage"],
+)
+HANDOFF_TIMEOUTS = Counter(
+    "cxstream_handoff_timeouts_total",
+    "Profiles that stopped waiting for a merge hand-off (timeout or full buffer) and went on",
+)
 # ---------------------------------------------------------------------- timers
 TIMERS_FIRED = Counter("cxstream_timers_fired_total", "Durable timers fired", ["rule"])
 TIMERS_PENDING = Gauge("cxstream_timers_pending", "Timers scheduled on this worker's partitions")
@@ -121,18 +139,25 @@ CONSUMER_LAG = Gauge(
 REDIS_SECONDS = Histogram("cxstream_redis_call_seconds", "Redis call latency", ["op"], buckets=REDIS_BUCKETS)
 REDIS_ERRORS = Counter("cxstream_redis_errors_total", "Redis calls that failed and were retried", ["op"])
 KAFKA_ERRORS = Counter("cxstream_kafka_errors_total", "Produce calls that failed and were retried")
+REDIS_OUTAGE = Gauge(
+    "cxstream_redis_outage", "1 while a Redis call is waiting out an outage (retrying with backoff), else 0"
+)
+KAFKA_OUTAGE = Gauge(
+    "cxstream_kafka_outage",
+    "1 while a produce is waiting out a Kafka outage (resending with backoff), else 0",
+)
 
-_channels: set[str] = set()
+_channels: set[str] = set(CONTRACT_CHANNELS)
+
+
+def known_channels(names: Iterable[str]) -> None:
+    """Add the policy's channels (configuration, not input) to the labels :func:`channel_label` keeps."""
+    _channels.update(names)
 
 
 def channel_label(channel: str) -> str:
-    """``channel`` as a label value, or ``other`` once ``MAX_CHANNELS`` names are in use."""
-    if channel in _channels:
-        return channel
-    if len(_channels) < MAX_CHANNELS:
-        _channels.add(channel)
-        return channel
-    return "other"
+    """``channel`` as a label value if it is a known channel, else ``other``."""
+    return channel if channel in _channels else "other"
 
 
 def event_resolved(reach: Iterable[str]) -> None:
@@ -178,13 +203,35 @@ class Lag:
                 high = consumer.highwater(tp)
                 pos = await consumer.position(tp)
             except Exception as exc:  # a partition being reassigned; next round
-                log.debug("lag of %s/%s unknown (%s)", key[0], key[1], exc)
+                log.debug("lag of %s/%s unknown (%s)", key[0], key[1], type(exc).__name__)
                 continue
             if high is None or pos is None:
                 continue
             nxt = min(pos, self.next[key]) if key in self.next else pos
             CONSUMER_LAG.labels(key[0], str(key[1])).set(max(0, high - nxt))
             self.shown.add(key)
+
+    async def caught_up(self, consumer: Any, topic: str) -> list[int]:
+        """The partitions of ``topic`` assigned here that are processed up to their high-water
+        mark: nothing fetched and unfinished, nothing left to fetch as far as the broker said."""
+        try:
+            assigned = [tp for tp in consumer.assignment() if tp.topic == topic]
+        except Exception:  # consumer not started yet
+            return []
+        out: list[int] = []
+        for tp in assigned:
+            key = (tp.topic, tp.partition)
+            try:
+                high = consumer.highwater(tp)
+                pos = await consumer.position(tp)
+            except Exception:  # being reassigned: not caught up as far as we know
+                continue
+            if high is None or pos is None:
+                continue
+            nxt = min(pos, self.next[key]) if key in self.next else pos
+            if nxt >= high:
+                out.append(tp.partition)
+        return out
 
 
 # Closed label sets start at 0, so a rate or increase over a series counts its first events too.

@@ -1,4 +1,5 @@
-"""``cxstream profile show`` / ``profile forget``: a unified profile as a person reads it; erasure.
+"""``cxstream profile show`` / ``export`` / ``forget``: a profile as a person reads it; subject
+access (everything held, as JSON); erasure.
 
 Erasure also exists as an event (``track`` "Profile Erasure Requested" on the raw topic,
 see :mod:`streams.pipeline.intake_stage`); the command is for an operator acting on a
@@ -9,8 +10,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import redis.asyncio as aioredis
-
 from streams import redis_io
 from streams.constants import Keys
 from streams.engine.state import ProfileState, RedisStateStore
@@ -19,7 +18,8 @@ from streams.exceptions import IdentityError
 from streams.identity.base import IdentityRules, ProfileView
 from streams.identity.redis_store import RedisIdentityStore
 from streams.intake import Intake, IntakeConfig
-from streams.model import Identifier, dumps
+from streams.intake.normalize import ms_to_iso
+from streams.model import Identifier, JSONDict, dumps
 from streams.pipeline.envelope import erase_record, partition_for
 from streams.pipeline.intake_stage import pseudonymize
 from streams.settings import Settings
@@ -100,8 +100,9 @@ def render(view: ProfileView, state: ProfileState, partition: int, found_by: str
     return "\n".join(lines)
 
 
-async def show_profile(settings: Settings, ref: str) -> str:
-    client = redis_io.connect(settings.redis_url.get_secret_value())
+async def _load(settings: Settings, ref: str) -> tuple[ProfileView, ProfileState] | None:
+    """The identity view and decide-stage state of the profile ``ref`` belongs to, or ``None``."""
+    client = redis_io.connect_any(settings.redis_url.get_secret_value(), cluster=settings.redis_cluster)
     keys = Keys(settings.redis_prefix)
     try:
         ident = parse_ref(settings, ref)
@@ -109,14 +110,99 @@ async def show_profile(settings: Settings, ref: str) -> str:
         pid = await store.lookup(ident)
         view = await store.profile(pid) if pid is not None else None
         if view is None:
-            return f"no profile has {ref}"
+            return None
         state = (await RedisStateStore(client, keys).load([view.profile_id]))[view.profile_id]
-        return render(view, state, partition_for(view.profile_id, settings.partitions), ref)
+        return view, state
     finally:
         await client.aclose()
 
 
-async def _erase_in_redis(client: aioredis.Redis, settings: Settings, pid: str) -> list[str]:
+async def show_profile(settings: Settings, ref: str) -> str:
+    found = await _load(settings, ref)
+    if found is None:
+        return f"no profile has {ref}"
+    view, state = found
+    return render(view, state, partition_for(view.profile_id, settings.partitions), ref)
+
+
+def _iso(ms: int) -> str:
+    return ms_to_iso(int(ms))
+
+
+def export_document(settings: Settings, view: ProfileView, state: ProfileState, at: int) -> JSONDict:
+    """Everything held about the person in Redis, as one JSON document (subject access), and what
+    is held elsewhere that the export cannot contain."""
+    hashed = settings.identity_pepper is not None
+    timers = []
+    for key, due in sorted(state.timers.items(), key=lambda x: (x[1], x[0])):
+        rule, _, name = key.partition("|")
+        timers.append({"rule": rule, "name": name, "due": _iso(due), "payload": state.tpay.get(key)})
+    ttl = settings.dedupe_ttl
+    return {
+        "profileId": view.profile_id,
+        "exportedAt": _iso(at),
+        "identifiers": [
+            {"type": i.type, "value": i.value, "hashed": i.value.startswith("h:")} for i in view.identifiers
+        ],
+        "identifiersNote": (
+            "as stored: email and phone are keyed hashes (h:...), the raw values are not kept"
+            if hashed
+            else "as stored: no pseudonymization pepper is set, values are kept as sent (normalized)"
+        ),
+        "created": _iso(view.created),
+        "firstSeen": _iso(view.first_seen),
+        "lastSeen": _iso(view.last_seen),
+        "traits": {k: {"value": v, "asOf": _iso(int(ts))} for k, (v, ts) in sorted(view.traits.items())},
+        "channels": {
+            ch: {"lastActivity": _iso(ts)}
+            for ch, ts in sorted(view.channels.items(), key=lambda x: (-x[1], x[0]))
+        },
+        "merges": [
+            {"absorbed": m["absorbed"], "linking": list(m["linking"]), "time": _iso(int(m["ts"]))}
+            for m in view.merges
+        ],
+        "consent": {
+            purpose: [{"granted": bool(g), "time": _iso(int(ts)), "source": src} for g, ts, src in hist]
+            for purpose, hist in sorted(state.consent.items())
+        },
+        "preferences": state.prefs,
+        "country": state.country,
+        "ruleState": {
+            "rules": state.rules,
+            "lastTriggers": {rule: _iso(ts) for rule, ts in sorted(state.cool.items())},
+            "recentActivations": {ch: [_iso(t) for t in ts] for ch, ts in sorted(state.caps.items())},
+        },
+        "pendingTimers": timers,
+        "held_elsewhere": [
+            {
+                "where": f"Kafka topics {settings.topic_raw}, {settings.topic_deadletter}, "
+                f"{settings.topic_profiled}, {settings.topic_decisions}, {settings.topic_activations}, "
+                f"{settings.topic_identity_changes}",
+                "what": "the events as sent, dead letters, profiled events, decisions, activations and "
+                "identity changes about this person",
+                "until": "each topic's retention (retention.ms on the broker); not searchable by person",
+            },
+            {
+                "where": "Redis dedupe markers and identity resolution memos",
+                "what": "messageIds of recent events and the profile each resolved to",
+                "until": f"CXSTREAM_DEDUPE_TTL ({ttl} s) after the event",
+            },
+        ],
+    }
+
+
+async def export_profile(settings: Settings, ref: str) -> JSONDict:
+    """The subject-access document of the profile ``ref`` belongs to. :class:`IdentityError` if none."""
+    from streams.engine.clock import wall_ms
+
+    found = await _load(settings, ref)
+    if found is None:
+        raise IdentityError(f"no profile has {ref}")
+    view, state = found
+    return export_document(settings, view, state, wall_ms())
+
+
+async def _erase_in_redis(client: redis_io.Client, settings: Settings, pid: str) -> list[str]:
     """The identity graph, then rule state and timers of the profile and of every profile it absorbed."""
     keys = Keys(settings.redis_prefix)
     store = RedisIdentityStore(client, keys, IdentityRules.from_settings(settings))
@@ -145,7 +231,7 @@ async def forget_profile(settings: Settings, ref: str) -> str:
     from streams.kafka import client_options
     from streams.sinks import records
 
-    client = redis_io.connect(settings.redis_url.get_secret_value())
+    client = redis_io.connect_any(settings.redis_url.get_secret_value(), cluster=settings.redis_cluster)
     try:
         ident = parse_ref(settings, ref)
         store = RedisIdentityStore(client, Keys(settings.redis_prefix))

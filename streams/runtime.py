@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from streams import metrics
@@ -46,17 +46,27 @@ class Stores:
     def memory(cls, settings: Settings | None = None) -> Stores:
         rules = IdentityRules.from_settings(settings) if settings is not None else None
         ttl = settings.dedupe_ttl if settings is not None else None
-        return cls(MemoryDedupeStore(ttl), MemoryIdentityStore(rules), MemoryStateStore(), MemoryTimerStore())
+        return cls(
+            MemoryDedupeStore(ttl),
+            MemoryIdentityStore(rules, memo_ttl=ttl),
+            MemoryStateStore(),
+            MemoryTimerStore(),
+        )
 
     @classmethod
     def redis(cls, settings: Settings) -> Stores:
         from streams import redis_io
 
-        client = redis_io.connect(settings.redis_url.get_secret_value())
+        # one server, or any node of a Redis Cluster: every store works on both (README, Redis Cluster)
+        client = redis_io.connect_any(settings.redis_url.get_secret_value(), cluster=settings.redis_cluster)
         keys = Keys(settings.redis_prefix)
         return cls(
             RedisDedupeStore(client, keys, settings.dedupe_ttl),
-            RedisIdentityStore(client, keys, IdentityRules.from_settings(settings)),
+            # resolutions remembered as long as dedupe markers: a retry or redelivery within it
+            # gets the same profile, creation and merges back (streams/identity/resolve.lua)
+            RedisIdentityStore(
+                client, keys, IdentityRules.from_settings(settings), memo_ttl=settings.dedupe_ttl
+            ),
             RedisStateStore(client, keys),
             RedisTimerStore(client, keys),
         )
@@ -69,6 +79,7 @@ class Runtime:
         self.settings = settings
         self.stores = stores
         self.policy = policy or load_policy(settings.policy_file)
+        metrics.known_channels(self.policy.channels)  # the only channel names kept as metric labels
         self.rules = registry.load(settings.rules, settings=settings)
         self.engine = Engine(self.rules, self.policy)
         self.intake = IntakeStage(
@@ -76,6 +87,8 @@ class Runtime:
                 IntakeConfig(
                     max_event_bytes=settings.max_event_bytes,
                     max_properties=settings.max_properties,
+                    max_depth=settings.max_depth,
+                    max_identifiers_per_event=settings.max_identifiers_per_event,
                     future_tolerance_ms=settings.future_tolerance * 1000,
                     phone_default_region=settings.phone_default_region,
                     blocked_values=frozenset(settings.blocked_identifiers),
@@ -100,10 +113,13 @@ class Runtime:
                 settings.topic_activations,
                 settings.topic_decisions,
                 settings.topic_identity_changes,
+                settings.topic_deadletter,
             ),
             clock=settings.clock,
             event_clock=self.event_clock,
             timer_batch=settings.timer_batch,
+            handoff_timeout_ms=int(settings.handoff_timeout * 1000),
+            handoff_max_buffer=settings.handoff_max_buffer,
         )
         #: one profile's state is touched by one coroutine at a time: the batch or the timer tick
         self.lock = asyncio.Lock()
@@ -120,13 +136,24 @@ class Runtime:
         await self.decide.commit(result.commit)
         self.decide.observe_latency(result)
 
+    async def fire_round(self, partitions: Iterable[int], produce: Produce) -> bool:
+        """One round of due timers: produce and commit what it did, even when no timer fired (a
+        failed attempt is counted in the profile's state, a held-up timer's claim given back).
+        Returns whether a timer fired, i.e. whether another round may find more."""
+        res = await self.decide.fire_due(sorted(partitions))
+        c = res.commit
+        if res.records or c.fired or c.states or c.released or c.timers:
+            await self.run_decide(res, produce)
+        return bool(c.fired)
+
     async def tick(self, produce: Produce) -> None:
-        """Fire due timers of our partitions (wall clock, idle sources, restarts)."""
+        """Fire due timers of our partitions (wall clock, idle sources, restarts), and release
+        profiles that waited too long for a merge hand-off."""
         async with self.lock:
-            while True:
-                res = await self.decide.fire_due(sorted(self.known_partitions))
-                if not res.commit.fired:
-                    break
+            while await self.fire_round(self.known_partitions, produce):
+                pass
+            res = await self.decide.release_waiting(sorted(self.known_partitions))
+            if res.records or res.commit.states:
                 await self.run_decide(res, produce)
         pending = 0
         for p in self.known_partitions:

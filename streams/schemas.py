@@ -324,13 +324,27 @@ class RefusedChannel(TypedDict):
     detail: str
 
 
+@with_config(_closed("Why no decision could be taken: a rule failed (nothing of it was applied)."))
+class DecisionError(TypedDict):
+    rule: Annotated[str, Field(description="the rule's name")]
+    method: Annotated[str, Field(description="what failed: on_event, on_timer, merge, wants")]
+    on: NotRequired[
+        Annotated[
+            str, Field(description="what it ran on: the messageId, the timer, or the absorbed profile id")
+        ]
+    ]
+    exception: Annotated[
+        str, Field(description="the exception's class name (never its message), or InvalidOutcome")
+    ]
+
+
 @with_config(_CLOSED)
 class DecisionRecord(TypedDict):
-    """One audit record per decision, activated or suppressed, with the reasons."""
+    """One audit record per decision: activated or suppressed with the reasons, or error (a rule failed)."""
 
     id: Annotated[str, Field(json_schema_extra={"format": "uuid"})]
     triggerId: Annotated[str, Field(json_schema_extra={"format": "uuid"})]
-    outcome: Literal["activated", "suppressed"]
+    outcome: Literal["activated", "suppressed", "error"]
     profileId: ProfileId
     rule: RuleRef
     type: Annotated[str, Field(pattern=r"^cx\.trigger\..+$")]
@@ -341,6 +355,7 @@ class DecisionRecord(TypedDict):
     allowed: list[AllowedChannel]
     refused: list[RefusedChannel]
     context: dict[str, Any]
+    error: NotRequired[DecisionError]
 
 
 @with_config(_CLOSED)
@@ -356,7 +371,14 @@ class ProfileMerged(TypedDict):
     change: Literal["merged"]
     profileId: Annotated[ProfileId, Field(description="the survivor")]
     absorbed: ProfileId
-    linking: Annotated[list[Annotated[str, Field(pattern=r"^[^:]+:.+$")]], Field(description="type:value")]
+    linking: Annotated[
+        list[Annotated[str, Field(pattern=r"^[^:]+:.+$")]],
+        Field(
+            description="type:value, in the stored form (taken after intake's pseudonymization): with "
+            "CXSTREAM_IDENTITY_PEPPER set, email and phone are keyed hashes (h:<hex>), never raw; other "
+            "types (user_id, anonymous_id, device_id, external ids) as sent, as in the identity graph"
+        ),
+    ]
     time: Rfc3339
     messageId: str
 
@@ -382,7 +404,36 @@ DeadLetterHeaders = TypedDict(
         "cx-error-detail": Annotated[str, Field(max_length=1000)],
         "cx-source-topic": Annotated[str, Field(min_length=1)],
         "cx-source-partition": Annotated[str, Field(pattern=_DIGITS)],
-        "cx-source-offset": Annotated[str, Field(pattern=_DIGITS)],
+        "cx-source-offset": Annotated[
+            str,
+            Field(
+                pattern=r"^(-1|[0-9]+)$",
+                description="offset of the record; -1 for a dead-lettered timer (not a record)",
+            ),
+        ],
+        "cx-error-stage": NotRequired[
+            Annotated[
+                str,
+                Field(
+                    min_length=1,
+                    max_length=200,
+                    description="processing_error: where our code failed (intake.parse, decide, ...)",
+                ),
+            ]
+        ],
+        "cx-error-rule": NotRequired[
+            Annotated[str, Field(min_length=1, max_length=200, description="processing_error: the rule")]
+        ],
+        "cx-error-exception": NotRequired[
+            Annotated[
+                str,
+                Field(
+                    min_length=1,
+                    max_length=200,
+                    description="processing_error: the exception's class name (never its message)",
+                ),
+            ]
+        ],
     },
 )
 with_config(
@@ -413,6 +464,11 @@ def json_schema(stem: str) -> dict[str, Any]:
     if stem == "segment-call":
         # Segment: every call needs a userId or an anonymousId (alias requires userId anyway)
         schema["anyOf"] = [{"required": ["userId"]}, {"required": ["anonymousId"]}]
+    if stem == "decision":
+        # ``error`` comes with, and only with, outcome ``error``
+        schema["if"] = {"properties": {"outcome": {"const": "error"}}, "required": ["outcome"]}
+        schema["then"] = {"required": ["error"]}
+        schema["else"] = {"not": {"required": ["error"]}}
     schema.update({"$schema": DIALECT, "$id": f"{ID_BASE}{stem}.schema.json", "title": title})
     schema["description"] = description + (" " + schema["description"] if "description" in schema else "")
     return schema
@@ -442,7 +498,8 @@ def asyncapi(settings: Settings | None = None) -> dict[str, Any]:
         "deadLetter": {
             "name": "DeadLetter",
             "title": "Dead letter",
-            "summary": "a message intake rejected: the original bytes, untouched, and why in the headers",
+            "summary": "a message intake rejected, or a record our code failed on (processing_error): "
+            "the original bytes, untouched, and why in the headers",
             "contentType": "application/octet-stream",
             "headers": _payload("deadletter-headers"),
             "payload": {"type": "string", "format": "binary", "description": "the original bytes"},
@@ -463,10 +520,9 @@ def asyncapi(settings: Settings | None = None) -> dict[str, Any]:
             "contentType": CLOUDEVENTS_CONTENT_TYPE,
             "headers": {
                 "type": "object",
-                "required": ["content-type", "ce-id"],
+                "required": ["content-type"],
                 "properties": {
                     "content-type": {"type": "string", "const": CLOUDEVENTS_CONTENT_TYPE},
-                    "ce-id": {"type": "string", "description": "the CloudEvent id"},
                 },
             },
             "payload": _payload("trigger-cloudevent"),
@@ -475,7 +531,7 @@ def asyncapi(settings: Settings | None = None) -> dict[str, Any]:
         "decision": {
             "name": "Decision",
             "title": "Decision",
-            "summary": "one audit record per decision, activated or suppressed",
+            "summary": "one audit record per decision, activated or suppressed, or error (a rule failed)",
             "contentType": "application/json",
             "payload": _payload("decision"),
             "bindings": pid_key,

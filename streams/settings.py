@@ -70,6 +70,10 @@ class Settings(BaseSettings):
         description="redis://[:password@]host:port/db or rediss:// for TLS",
     )
     redis_prefix: str = Field(default="cx", description="prefix of every Redis key this app writes")
+    redis_cluster: bool = Field(
+        default=False,
+        description="CXSTREAM_REDIS_URL names any one node of a Redis Cluster (redis:// or rediss://, db 0)",
+    )
 
     # --- the app -------------------------------------------------------------------------
     app_id: str = Field(default="cxstream", description="consumer group id and internal topic prefix")
@@ -89,6 +93,13 @@ class Settings(BaseSettings):
         description="names of the rule modules that are on",
     )
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="0 disables the metrics endpoint")
+    shutdown_timeout: float = Field(
+        default=30,
+        gt=0,
+        le=3600,
+        description="seconds a SIGTERM may take (finish the batch in hand, commit, leave the group) "
+        "before the worker exits non-zero without committing more",
+    )
     batch_size: int = Field(default=500, ge=1, le=100_000)
     batch_within: float = Field(default=0.05, gt=0, le=60)
     timer_tick: float = Field(default=0.5, gt=0, le=60, description="seconds between timer scans")
@@ -96,10 +107,33 @@ class Settings(BaseSettings):
         default=500, ge=1, le=100_000, description="most timers fired per partition per round (one produce)"
     )
     log_level: Literal["debug", "info", "warn", "error"] = "info"
+    handoff_timeout: float = Field(
+        default=600.0,
+        gt=0,
+        le=7 * 86400,
+        description="seconds a merged profile waits for the absorbed profile's state before it goes on "
+        "without it (a lost hand-off must not block a person)",
+    )
+    handoff_max_buffer: int = Field(
+        default=1000, ge=1, le=100_000, description="events a merged profile holds while it waits"
+    )
 
     # --- intake --------------------------------------------------------------------------
     max_event_bytes: int = Field(default=32 * 1024, ge=256)
     max_properties: int = Field(default=300, ge=1)
+    max_depth: int = Field(
+        default=32,
+        ge=1,
+        le=200,
+        description="deepest JSON nesting (objects and arrays) of an event; deeper is dead-lettered "
+        "`too_deep` (orjson writes at most 255 levels)",
+    )
+    max_identifiers_per_event: int = Field(
+        default=50,
+        ge=1,
+        description="most usable identifiers in one event after normalization; more is dead-lettered "
+        "`too_many_identifiers`",
+    )
     dedupe_ttl: int = Field(default=24 * 3600, ge=1, description="seconds a messageId is remembered")
     future_tolerance: int = Field(
         default=24 * 3600, ge=0, description="seconds an event may lie in the future"
@@ -162,8 +196,31 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, v: SecretStr) -> SecretStr:
-        if not v.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("expected a redis://, rediss:// or unix:// URL, e.g. redis://localhost:6379/0")
+        """Parsed as redis-py will (``parse_url``, then a connection object: no network), so a
+        bad port, database or option is one line here, not a traceback at the first call."""
+        from urllib.parse import unquote, urlsplit
+
+        from redis.asyncio.connection import ConnectionPool, parse_url
+
+        url = v.get_secret_value()
+        expected = "expected a redis://, rediss:// or unix:// URL: redis://[[user]:password@]host[:port][/db]"
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(expected)
+        try:
+            parsed = urlsplit(url)
+            secret = unquote(parsed.password or "")
+            parse_url(url)
+            path = unquote(parsed.path).strip("/")
+            if not url.startswith("unix://") and path and not path.isdigit():
+                raise ValueError(f"the database must be a number, not {path!r}")
+            ConnectionPool.from_url(url).make_connection()  # type: ignore[no-untyped-call]  # unknown ?options
+        except (ValueError, TypeError) as exc:
+            reason = " ".join(str(exc).split())
+            if isinstance(exc, TypeError):  # e.g. "__init__() got an unexpected keyword argument 'foo'"
+                reason = "unknown option " + reason.rpartition(" ")[2]
+            if secret:
+                reason = reason.replace(secret, "***")
+            raise ValueError(f"{expected} ({reason})") from None
         return v
 
     @field_validator("app_id", "redis_prefix")
@@ -235,6 +292,17 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _timeouts(self) -> Settings:
+        # Kafka waits up to the rebalance timeout for members to rejoin; one shorter than the
+        # session timeout makes every slow rejoin look like a dead member.
+        if self.kafka_rebalance_timeout < self.kafka_session_timeout:
+            raise ValueError(
+                f"CXSTREAM_KAFKA_REBALANCE_TIMEOUT={self.kafka_rebalance_timeout:g} is below "
+                f"CXSTREAM_KAFKA_SESSION_TIMEOUT={self.kafka_session_timeout:g}: set it at least as high"
+            )
+        return self
+
     def internal_topic(self, name: str) -> str:
         """Name of an internal topic, kept under the app id."""
         return f"{self.app_id}-{name}"
@@ -295,6 +363,6 @@ def load_settings(**overrides: Any) -> Settings:
                 value = _mask_url(str(value))
             msg = str(err["msg"]).removeprefix("Value error, ")
             raise ConfigError(f"{env}={value!r} is invalid: {msg}") from None
-        raise ConfigError(f"invalid settings: {err['msg']}") from None
+        raise ConfigError(str(err["msg"]).removeprefix("Value error, ")) from None
     except SettingsError as exc:
         raise ConfigError(f"invalid settings: {exc}") from None

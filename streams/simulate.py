@@ -39,7 +39,6 @@ class LocalPipeline:
         self._wall = 0
         # sources never go idle mid-run; finish() makes them all idle at once
         self.runtime.event_clock.wall = lambda: self._wall
-        self.runtime.event_clock.started = 0
         self.runtime.event_clock.idle_timeout_ms = _FOREVER
         self.queue: deque[InRecord] = deque()
         self.offsets: dict[int, int] = {}
@@ -92,18 +91,18 @@ class LocalPipeline:
 
     async def _fire(self) -> None:
         rt = self.runtime
-        while True:
-            res = await rt.decide.fire_due(sorted(rt.known_partitions))
-            if not res.commit.fired:
-                return
-            await rt.run_decide(res, self._produce)
+        while await rt.fire_round(rt.known_partitions, self._produce):
             if self.queue:
                 await self._drain()
 
     async def finish(self) -> SimResult:
         """End of input: every source is idle, so the clock moves to the last event time."""
         self._wall = _FOREVER
-        self.runtime.event_clock.idle_timeout_ms = 0  # every source idle: the clock is the last mark
+        clock = self.runtime.event_clock
+        clock.idle_timeout_ms = 0  # every source read to its end: the clock is the last mark
+        for p in list(clock.parts):
+            for src in range(clock.sources):
+                clock.report_idle(p, src)
         await self._fire()
         await self._drain()
         return self.result

@@ -22,9 +22,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from streams.exceptions import StackError
 
@@ -231,3 +233,171 @@ class LocalStack:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def _free_cluster_port() -> int:
+    """A free port p with p + 10000 free too (the node's cluster bus), so p <= 55535."""
+    for _ in range(200):
+        port = free_port()
+        if port > 55535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise StackError("no free loopback port p <= 55535 with p + 10000 free (the cluster bus port)")
+
+
+def _node(port: int, *args: str | int) -> Any:
+    """One command to one cluster node (setup and checks; the stores use redis-py's cluster client)."""
+    import redis
+
+    with redis.Redis(port=port, socket_timeout=5, decode_responses=True) as c:
+        return c.execute_command(*args)
+
+
+def _myself(port: int) -> list[str]:
+    """The node's own line of CLUSTER NODES: id, addr, flags, primary id, ..."""
+    return next(x for x in str(_node(port, "CLUSTER", "NODES")).splitlines() if "myself" in x).split()
+
+
+@dataclass
+class LocalCluster(LocalStack):
+    """A Redis Cluster on loopback: ``primaries`` primaries with one replica each (3 + 3 by
+    default), from the same ``redis-server`` as :class:`LocalStack`, set up without
+    ``redis-cli`` (CLUSTER ADDSLOTS / MEET / REPLICATE). ``redis_url`` names one node.
+
+    With ``broker=True`` it also starts (or adopts, like LocalStack) a broker, for a worker
+    on the cluster. ``node_timeout_ms`` is small so a killed primary's replica takes over
+    within a few seconds (:meth:`kill_primary`, then :meth:`wait_promoted`).
+    """
+
+    primaries: int = 3
+    node_timeout_ms: int = 1000
+    broker: bool = False
+    #: port -> node id of every node started
+    node_ids: dict[int, str] = field(default_factory=dict)
+    #: replica port -> the port of the primary it was set up to follow
+    replica_of: dict[int, int] = field(default_factory=dict)
+
+    def start(self) -> LocalCluster:
+        if self.workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="cxstream-cluster-")
+            self.workdir = Path(self._tmp.name)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            if self.broker:
+                self.kafka_bootstrap = os.environ.get("CXSTREAM_KAFKA_BOOTSTRAP") or self._start_broker()
+            self._start_cluster()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_cluster(self) -> None:
+        assert self.workdir is not None
+        started: list[tuple[int, subprocess.Popen[bytes], Path]] = []
+        for _ in range(2 * self.primaries):
+            port = _free_cluster_port()
+            node_dir = self.workdir / f"node-{port}"
+            node_dir.mkdir()
+            # fmt: off
+            argv = [
+                redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--protected-mode", "yes",
+                "--dir", str(node_dir), "--save", "", "--appendonly", "no",
+                "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", str(self.node_timeout_ms),
+                # a replica takes over however long it was cut off (tests kill primaries at will)
+                "--cluster-replica-validity-factor", "0",
+                "--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0",
+            ]
+            # fmt: on
+            proc, log_path = self._spawn(f"redis-{port}", argv)
+            started.append((port, proc, log_path))
+        for port, proc, log_path in started:
+            _wait_port(port, proc, f"redis-server :{port}", log_path, self.startup_timeout)
+            _wait_redis(port, self.startup_timeout)
+
+        ports = [p for p, _, _ in started]
+        for n, p in enumerate(ports):
+            self.node_ids[p] = str(_node(p, "CLUSTER", "MYID"))
+            # distinct config epochs up front, as redis-cli does, so no collision has to be resolved
+            _node(p, "CLUSTER", "SET-CONFIG-EPOCH", n + 1)
+        primaries, replicas = ports[: self.primaries], ports[self.primaries :]
+        per = 16384 // self.primaries
+        for n, p in enumerate(primaries):
+            last = 16384 if n == self.primaries - 1 else (n + 1) * per
+            _node(p, "CLUSTER", "ADDSLOTS", *range(n * per, last))
+        for p in ports[1:]:
+            _node(ports[0], "CLUSTER", "MEET", "127.0.0.1", p)
+        self._until(
+            lambda: all(self._known(p) == len(ports) for p in ports), "every node to know every other"
+        )
+        for primary, replica in zip(primaries, replicas, strict=True):
+            _node(replica, "CLUSTER", "REPLICATE", self.node_ids[primary])
+            self.replica_of[replica] = primary
+        self._until(lambda: self._healthy(ports), "cluster_state:ok with every replica in sync")
+        self.redis_url = f"redis://127.0.0.1:{ports[0]}/0"
+
+    @staticmethod
+    def _known(port: int) -> int:
+        lines = str(_node(port, "CLUSTER", "NODES")).splitlines()
+        return sum(1 for line in lines if "handshake" not in line and "noaddr" not in line)
+
+    def _healthy(self, ports: list[int]) -> bool:
+        for p in ports:
+            if "cluster_state:ok" not in str(_node(p, "CLUSTER", "INFO")):
+                return False
+            if p in self.replica_of:
+                role = _node(p, "ROLE")  # replica: [slave, host, port, state, offset]
+                if role[0] != "slave" or role[3] != "connected":
+                    return False
+        return True
+
+    def _until(self, cond: Callable[[], bool], what: str, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (timeout or self.startup_timeout)
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                if cond():
+                    return
+            time.sleep(0.05)
+        raise StackError(f"redis cluster: timed out waiting for {what} (logs in {self.workdir})")
+
+    def live_ports(self) -> list[int]:
+        alive = {name for name, proc in self.procs if proc.poll() is None}
+        return [p for p in self.node_ids if f"redis-{p}" in alive]
+
+    def primary_ports(self) -> list[int]:
+        """Ports of the live nodes that are primaries now (failovers change the roles)."""
+        return [p for p in self.live_ports() if "master" in _myself(p)[2]]
+
+    def kill_primary(self, port: int | None = None) -> int:
+        """SIGKILL a primary and return its port; does not wait. By default one that
+        ``redis_url`` does not name, so new clients still find the cluster through it."""
+        if port is None:
+            port = next(p for p in self.primary_ports() if f":{p}/" not in self.redis_url)
+        for name, proc in self.procs:
+            if name == f"redis-{port}" and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+                return port
+        raise StackError(f"no live redis node on port {port}")
+
+    def wait_promoted(self, dead: int, timeout: float = 30.0) -> int:
+        """Until a replica of the dead primary is a primary and every live node reports
+        ``cluster_state:ok``; returns the new primary's port."""
+        followers = [r for r, p in self.replica_of.items() if p == dead]
+
+        def done() -> bool:
+            live = self.live_ports()
+            return all("cluster_state:ok" in str(_node(p, "CLUSTER", "INFO")) for p in live) and any(
+                "master" in _myself(r)[2] for r in followers
+            )
+
+        self._until(done, f"a replica of :{dead} to take over its slots", timeout)
+        return next(r for r in followers if "master" in _myself(r)[2])
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()

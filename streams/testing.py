@@ -15,8 +15,14 @@
 
 ``run_rule`` drives one rule through the real engine (:class:`streams.engine.runner.Engine`)
 for one profile, with the event clock advancing to each event's time, like the
-pipeline does for in-order input. ``run_journey`` runs raw Segment messages through
-the whole pipeline (intake, identity, consent, rules, timers) with in-memory stores.
+pipeline does for in-order input. It runs the rule exactly as a worker does: the rule
+gets a deep copy of its state, what it returns is checked (an ``Outcome`` of JSON
+objects), timers come back with the payload they were set with, and the profile state
+makes a JSON round trip after every step, as it does through Redis. A rule that raises or
+returns something else is reported in ``RuleRun.failures`` (a worker would write a
+``cx.decisions`` record with outcome ``error``); ``strict=True`` raises instead.
+``run_journey`` runs raw Segment messages through the whole pipeline (intake, identity,
+consent, rules, timers) with in-memory stores.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import orjson
 from rules.base import Rule, TriggerSpec
 from streams.consent.decide import Verdict
 from streams.consent.policy import DEFAULT_POLICY, Policy
-from streams.engine.runner import Engine, Fired
+from streams.engine.runner import Effects, Engine, Fired, RuleFailure
 from streams.engine.state import ProfileState
 from streams.intake.normalize import ms_to_iso, parse_time_ms
 from streams.model import CallType, ConsentSignal, Event, Identifier, JSONDict
@@ -104,11 +110,17 @@ def page(ts: int, name: str = "Home", **kw: Any) -> Event:
     return event("page", ts, name=name, **kw)
 
 
+class RuleFailed(AssertionError):
+    """``run_rule(..., strict=True)``: the rule failed where a worker would have isolated it."""
+
+
 @dataclass
 class RuleRun:
     fired: list[Fired] = field(default_factory=list)
     state: ProfileState = field(default_factory=ProfileState)
     timers: dict[str, int] = field(default_factory=dict)  # "rule|name" -> due
+    #: every call the rule failed (raised, or returned something the engine refuses)
+    failures: list[RuleFailure] = field(default_factory=list)
 
     @property
     def triggers(self) -> list[TriggerSpec]:
@@ -127,22 +139,32 @@ def run_rule(
     policy: Policy = DEFAULT_POLICY,
     profile_id: str = "p_test",
     state: ProfileState | None = None,
+    strict: bool = False,
 ) -> RuleRun:
     """Feed ``events`` (in the given order) to ``rule`` for one profile.
 
     After each event the clock moves to the highest event time seen so far and due
     timers fire; at the end it moves to ``until`` (default: the last event's time).
+    ``strict``: raise :class:`RuleFailed` at the first failure of the rule.
     """
     engine = Engine([rule], policy)
     run = RuleRun(state=state or ProfileState())
     clock = -(2**62)
 
+    def collect(eff: Effects) -> None:
+        run.fired += eff.fired
+        run.failures += eff.failures
+        if strict and eff.failures:
+            f = eff.failures[0]
+            raise RuleFailed(f"{f.rule.name}.{f.method} failed on {f.target}: {f.detail}")
+        # through Redis, the state is stored as JSON between any two steps
+        run.state = ProfileState.from_json(run.state.to_json())
+
     def fire(upto: int) -> None:
-        run.fired += engine.fire_until(profile_id, run.state, upto).fired
+        collect(engine.fire_until(profile_id, run.state, upto))
 
     for ev in events:
-        eff = engine.on_event(profile_id, run.state, ev)
-        run.fired += eff.fired
+        collect(engine.on_event(profile_id, run.state, ev))
         clock = max(clock, ev.ts)
         fire(clock)
     if until is not None:
@@ -179,6 +201,7 @@ def segment(call: str, ts: int, **fields: Any) -> JSONDict:
 
 __all__ = [
     "FakeClock",
+    "RuleFailed",
     "RuleRun",
     "at",
     "event",

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -117,3 +117,107 @@ def produce(settings: Settings, topic: str, records: list[tuple[bytes | None, by
 
 def json_values(msgs: list[Any]) -> list[Any]:
     return [orjson.loads(m.value()) for m in msgs]
+
+
+def person_keys(values: Iterable[bytes] | Path) -> dict[bytes, bytes]:
+    """Line -> a key shared by all events of one person (identifiers linked by union-find).
+
+    Producing a person's events under one key keeps them in file order on one partition,
+    which is what 'the same input' means for the order-dependent part of identity: which
+    event of a person creates the profile (and so names it). ``values``: lines, or a JSONL file.
+    """
+    from streams.intake import Intake
+    from streams.model import SourceRef
+    from streams.replay import lines
+
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    intake = Intake()
+    ids_of: dict[bytes, list[str]] = {}
+    for n, line in enumerate(lines(values) if isinstance(values, Path) else values):
+        ev = intake.parse(line, None, SourceRef("f", 0, n), 2**62)
+        ids = [str(i) for i in getattr(ev, "identifiers", ())]
+        ids_of[line] = ids
+        for other in ids[1:]:
+            parent[find(other)] = find(ids[0])
+    return {line: find(ids[0]).encode() for line, ids in ids_of.items() if ids}
+
+
+class OwnRedis:
+    """A redis-server of one test alone, to stop, fill or pause. ``durable``: with an
+    append-only file fsynced on every write, so a restart keeps the data."""
+
+    def __init__(self, workdir: Path, *, durable: bool = False) -> None:
+        from streams.stack import free_port
+
+        self.port = free_port()
+        self.workdir = workdir
+        self.durable = durable
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        from streams.stack import _wait_redis, redis_binary
+
+        aof = ["--appendonly", "yes", "--appendfsync", "always"] if self.durable else ["--appendonly", "no"]
+        args = [
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            *aof,
+            "--dir",
+            str(self.workdir),
+        ]
+        self.proc = subprocess.Popen(
+            [redis_binary(), *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _wait_redis(self.port, 10)
+
+    def client(self) -> Any:
+        import redis
+
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+def loan_checks(user: str, start: int) -> list[tuple[bytes, bytes]]:
+    """Three `Loan Eligibility Checked` a day apart for ``user`` (email, US, consent by default):
+    the third fires `loan_eligibility_repeat`, keyed by the third check's messageId."""
+    from streams.intake import ms_to_iso
+
+    day = 86_400_000
+    out = []
+    for i in range(3):
+        ev = {
+            "type": "track",
+            "event": "Loan Eligibility Checked",
+            "messageId": f"{user}-c{i}",
+            "userId": user,
+            "timestamp": ms_to_iso(start + i * day),
+            "properties": {"product": "auto_loan"},
+            "context": {
+                "channel": "web",
+                "location": {"country": "US"},
+                "traits": {"email": f"{user}@example.com"},
+            },
+        }
+        out.append((user.encode(), orjson.dumps(ev)))
+    return out

@@ -186,6 +186,60 @@ def test_schemas_reject_what_they_should() -> None:
     assert not segment.is_valid({"type": "identify", "userId": True})
 
 
+def test_dead_letter_headers_list_every_code_and_the_processing_error_headers() -> None:
+    from streams.intake import DeadLetter, ErrorCode
+    from streams.model import SourceRef
+
+    src = SourceRef("cx.events.raw", 0, 5)
+    for code in ErrorCode:
+        valid(
+            "deadletter-headers", {k: v.decode() for k, v in DeadLetter(code, "d", None, b"", src).headers()}
+        )
+    dl = DeadLetter(
+        ErrorCode.PROCESSING_ERROR,
+        "d",
+        b"k",
+        b"v",
+        src,
+        stage="decide",
+        rule="cart_abandoned",
+        exception="KeyError",
+    )
+    headers = {k: v.decode() for k, v in dl.headers()}
+    assert {"cx-error-stage", "cx-error-rule", "cx-error-exception"} <= set(headers)
+    valid("deadletter-headers", headers)
+    assert not validator("deadletter-headers").is_valid({**headers, "cx-error-code": "internal"})
+    assert not validator("deadletter-headers").is_valid({**headers, "cx-error-stage": ""})
+
+
+def test_decision_schema_has_the_error_outcome() -> None:
+    """outcome ``error``: a rule failed on an event or timer; it carries ``error`` (and only it does)."""
+    tid = "84558e28-5c01-5737-9678-5cdefc054c80"
+    rec: dict[str, Any] = {
+        "id": tid,
+        "triggerId": tid,
+        "outcome": "error",
+        "profileId": "p1",
+        "rule": {"name": "cart_abandoned", "version": 1},
+        "type": "cx.trigger.cart_abandoned",
+        "time": "2026-03-01T10:00:00.000Z",
+        "purpose": "marketing",
+        "region": "US",
+        "policyVersion": "v1",
+        "allowed": [],
+        "refused": [],
+        "context": {},
+        "error": {"rule": "cart_abandoned", "method": "on_event", "on": "m-1", "exception": "KeyError"},
+    }
+    valid("decision", rec)
+    v = validator("decision")
+    assert not v.is_valid({k: x for k, x in rec.items() if k != "error"})  # error needs its error
+    assert not v.is_valid({**rec, "outcome": "activated"})  # and only error carries one
+    assert not v.is_valid({**rec, "error": {**rec["error"], "message": "ann@example.com"}})  # closed
+    assert not v.is_valid({**rec, "error": {"rule": "cart_abandoned"}})
+    assert not v.is_valid({**rec, "outcome": "holdout"})  # not yet
+
+
 # ------------------------------------------------------------------------------ AsyncAPI
 def official_asyncapi_validator() -> jsonschema.protocols.Validator:
     if not SPEC.exists():

@@ -18,6 +18,13 @@ def test_defaults_follow_the_contract() -> None:
         ("CXSTREAM_KAFKA_BOOTSTRAP", "localhost", "expected host:port"),
         ("CXSTREAM_REDIS_URL", "http://u:hunter2@x", "expected a redis://"),
         ("CXSTREAM_POLICY_FILE", "/nope.toml", "existing policy file"),
+        (
+            "CXSTREAM_MAX_DEPTH",
+            "0",
+            "CXSTREAM_MAX_DEPTH='0' is invalid: Input should be greater than or equal to 1",
+        ),
+        ("CXSTREAM_MAX_DEPTH", "201", "Input should be less than or equal to 200"),
+        ("CXSTREAM_MAX_IDENTIFIERS_PER_EVENT", "0", "Input should be greater than or equal to 1"),
     ],
 )
 def test_a_wrong_setting_is_one_line_naming_setting_value_and_expectation(
@@ -29,6 +36,18 @@ def test_a_wrong_setting_is_one_line_naming_setting_value_and_expectation(
     msg = str(err.value)
     assert "\n" not in msg and expected in msg and var in msg
     assert "hunter2" not in msg
+
+
+def test_intake_limits_default_and_reach_the_intake(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streams.runtime import Runtime, Stores
+
+    s = load_settings()
+    assert (s.max_depth, s.max_identifiers_per_event) == (32, 50)
+    monkeypatch.setenv("CXSTREAM_MAX_DEPTH", "12")
+    monkeypatch.setenv("CXSTREAM_MAX_IDENTIFIERS_PER_EVENT", "7")
+    s = load_settings()
+    config = Runtime(s, Stores.memory(s)).intake.intake.config
+    assert (config.max_depth, config.max_identifiers_per_event) == (12, 7)
 
 
 def test_lists_come_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,10 +4,26 @@ Event clock, per partition ``p`` of the repartition topic: intake sends, in-band
 each batch, a marker ``(source partition s, highest event time seen on s)`` to every
 partition. ``p``'s clock is the minimum over all source partitions of the latest marker
 from each, so it only passes time ``T`` once every source has passed ``T``, and every
-event up to ``T`` that is produced in time order has been seen. A source partition that
-has not advanced for ``idle_timeout`` (wall time) stops holding the clock back; when
-every source is idle the clock is the highest mark (the end of a replay fires what is
-due by then).
+event up to ``T`` that is produced in time order has been seen.
+
+A source stops holding the clock back only on evidence that it has nothing more to
+deliver, never because nobody reported on it lately. The worker that owns source ``s``
+sends an *idle* marker for it (in-band, so after every event of ``s`` it produced) each
+:data:`IDLE_REPORT_SECONDS` while it has read ``s`` up to its high-water mark and ``s`` has
+brought nothing for half the idle timeout. ``s``
+counts as idle on ``p`` only while all three hold:
+
+* an idle marker for ``s`` arrived within :data:`IDLE_FRESH_MS` (its owner is alive and
+  caught up: a dead or stuck owner sends none, so its sources hold the clock until a new
+  owner has re-read them);
+* that marker came after the last advance of ``s`` (nothing newer was seen since);
+* ``s`` has not advanced for ``idle_timeout`` (a live source that is caught up for a moment
+  is not idle).
+
+A source never heard from holds the clock too, unless its owner says it is idle. When
+every source is idle, the clock is the highest mark (the end of a replay fires what is due
+by then). Marks are persisted per partition and restored after a restart or rebalance as
+just advanced; idleness is not restored, it must be reported again.
 """
 
 from __future__ import annotations
@@ -21,10 +37,23 @@ def wall_ms() -> int:
     return int(time.time() * 1000)
 
 
+#: How often a worker reports its caught-up source partitions that have been quiet for half
+#: the idle timeout (only those can count as idle: a live source reports nothing). One marker
+#: per repartition partition each: with 8 and 8, at most 32 small records a second, and only
+#: while traffic is quiet.
+IDLE_REPORT_SECONDS = 2.0
+#: An idle report is believed this long: five reports, so one slow round trip does not flap,
+#: and a dead owner's sources hold the clock again within 10 s.
+IDLE_FRESH_MS = 10_000
+
+_NEVER = -(2**62)
+
+
 @dataclass
 class PartitionMarks:
     marks: dict[int, int] = field(default_factory=dict)  # source partition -> watermark
     advanced: dict[int, int] = field(default_factory=dict)  # source partition -> wall ms of last advance
+    idle: dict[int, int] = field(default_factory=dict)  # source partition -> wall ms of last idle report
 
 
 class EventClock:
@@ -37,7 +66,6 @@ class EventClock:
         self.sources = sources
         self.idle_timeout_ms = idle_timeout_ms
         self.wall = wall
-        self.started = wall()
         self.parts: dict[int, PartitionMarks] = {}
 
     def restore(self, partition: int, marks: dict[int, int]) -> None:
@@ -45,35 +73,53 @@ class EventClock:
         pm = self.parts.setdefault(partition, PartitionMarks())
         now = self.wall()
         for s, wm in marks.items():
-            if wm > pm.marks.get(s, -(2**62)):
+            if wm > pm.marks.get(s, _NEVER):
                 pm.marks[s] = wm
                 pm.advanced[s] = now
 
     def observe(self, partition: int, source: int, wm: int) -> bool:
         """A marker arrived on ``partition``. Returns whether it advanced the source's mark."""
         pm = self.parts.setdefault(partition, PartitionMarks())
-        if wm > pm.marks.get(source, -(2**62)):
+        if wm > pm.marks.get(source, _NEVER):
             pm.marks[source] = wm
             pm.advanced[source] = self.wall()
             return True
         return False
 
+    def report_idle(self, partition: int, source: int) -> None:
+        """An idle marker arrived on ``partition``: ``source``'s owner has read it to its end."""
+        self.parts.setdefault(partition, PartitionMarks()).idle[source] = self.wall()
+
     def marks(self, partition: int) -> dict[int, int]:
         return dict(self.parts.get(partition, PartitionMarks()).marks)
+
+    def is_idle(self, partition: int, source: int) -> bool:
+        pm = self.parts.get(partition)
+        if pm is None:
+            return False
+        reported = pm.idle.get(source)
+        if reported is None:
+            return False
+        wall = self.wall()
+        advanced = pm.advanced.get(source, _NEVER)
+        return (
+            wall - reported <= IDLE_FRESH_MS
+            and reported >= advanced
+            and wall - advanced >= self.idle_timeout_ms
+        )
 
     def now(self, partition: int) -> int | None:
         """The partition's event clock, or ``None`` while it cannot tell."""
         pm = self.parts.get(partition)
         if pm is None or not pm.marks:
             return None
-        wall = self.wall()
         active: list[int] = []
         for s in range(self.sources):
-            if s in pm.marks:
-                if wall - pm.advanced[s] <= self.idle_timeout_ms:
-                    active.append(pm.marks[s])
-            elif wall - self.started <= self.idle_timeout_ms:
-                return None  # a source never heard from, not yet idle: it may still hold older events
+            if self.is_idle(partition, s):
+                continue
+            if s not in pm.marks:
+                return None  # a source never heard from, not reported idle: it may hold older events
+            active.append(pm.marks[s])
         if active:
             return min(active)
         return max(pm.marks.values())

@@ -1,7 +1,8 @@
 """Which rule modules are on: explicit names from settings, built-ins or entry points.
 
 Built-in rules are listed here, by name. A third-party package adds rules through the
-``cxstream.rules`` entry-point group (``name = "package.module:RuleClass"``). A name
+``cxstream.rules`` entry-point group (``name = "package.module:RuleClass"``); a rule class
+that is importable but not packaged can be named directly as ``package.module:RuleClass``. A name
 that is unknown, defined twice, or a class that is not a proper :class:`rules.base.Rule`
 stops start-up with a :class:`~streams.exceptions.RuleError` that says which and why.
 """
@@ -98,6 +99,9 @@ def load(names: Iterable[str], extra: Iterable[Rule] = (), settings: Settings | 
     out: list[Rule] = []
     seen: set[str] = set()
     for n in names:
+        if n not in catalog and ":" in n:  # a class named directly: module:Class
+            out.append(validate(_instantiate(n, _import(n), settings)))
+            continue
         if n not in catalog:
             known = ", ".join(sorted(catalog))
             raise RuleError(f"CXSTREAM_RULES names {n!r}, which is not a known rule; available: {known}")

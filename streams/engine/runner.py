@@ -1,26 +1,45 @@
 """Runs the enabled rules for one profile: events, due timers, merges. No I/O.
 
 The decision stage hands it a profile's state; it returns what should happen
-(:class:`Effects`): candidate triggers already decided by the governance step, and the
-timer changes. The caller produces the records and saves state and timers.
+(:class:`Effects`): candidate triggers already decided by the governance step, the
+timer changes, and the rule failures. The caller produces the records and saves state
+and timers.
+
+The rule boundary (what a rule may do to the engine): a rule gets a deep copy of its
+state (a JSON round trip, the same copy it would get from Redis), and what it returns is
+checked before anything is applied: an :class:`~rules.base.Outcome` whose state, trigger
+contexts and timer payloads are JSON objects no deeper than :data:`MAX_RULE_DEPTH`. A rule
+that raises or returns something else costs that rule that one event, timer or merge: its
+state and timers stay as they were, the other rules run, and a :class:`RuleFailure` says
+which rule, which method, on what, what was expected and what arrived.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from rules.base import Outcome, Rule, RuleContext, Timer, TriggerSpec
+from rules.base import Outcome, Rule, RuleContext, Timer, TimerSpec, TriggerSpec
 from streams import metrics
 from streams.consent.consent import apply_preferences, apply_signal, merge_consent, merge_preferences
 from streams.consent.decide import Verdict, decide
 from streams.consent.policy import Policy
 from streams.engine.state import ProfileState
 from streams.engine.timers import member, split_member
-from streams.model import Event, JSONDict
+from streams.exceptions import where
+from streams.model import Event, JSONDict, dumps, loads
 
 log = logging.getLogger(__name__)
+
+#: Deepest JSON a rule may keep in its state, a trigger context or a timer payload. orjson
+#: writes at most 255 levels, and a rule state travels inside a merge hand-off at level 4
+#: (envelope, state, rules, the rule's state): 240 leaves that margin, and lies above the
+#: deepest event intake accepts (``CXSTREAM_MAX_DEPTH`` <= 200), so a rule that keeps an event
+#: property in its state is never refused for its depth.
+MAX_RULE_DEPTH = 240
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,12 +53,38 @@ class Fired:
     origin_rx: int = 0  # wall ms the causing event reached intake (0 for timers)
 
 
+@dataclass(frozen=True, slots=True)
+class RuleFailure:
+    """A rule raised or returned something the engine cannot apply. Nothing of it was applied."""
+
+    rule: Rule
+    profile_id: str
+    #: ``on_event``, ``on_timer``, ``merge`` or ``wants``
+    method: str
+    #: what it ran on: the event's messageId, the timer member, or the absorbed profile id
+    target: str
+    #: event time (ms) of the event or the timer's due time; the merge's time for merges
+    time: int
+    #: the exception class, or ``InvalidOutcome`` when the return value was refused
+    exception: str
+    #: one line: what was expected and what arrived (no values: they may be personal data)
+    detail: str
+
+
+class InvalidOutcome(Exception):
+    """What a rule returned is not an :class:`~rules.base.Outcome` the engine can apply."""
+
+
 @dataclass(slots=True)
 class Effects:
     fired: list[Fired] = field(default_factory=list)
     set_timers: dict[str, tuple[int, JSONDict]] = field(default_factory=dict)
     cancel_timers: set[str] = field(default_factory=set)
-    failed_rules: list[str] = field(default_factory=list)
+    failures: list[RuleFailure] = field(default_factory=list)
+
+    @property
+    def failed_rules(self) -> list[str]:
+        return [f.rule.name for f in self.failures]
 
     def extend(self, other: Effects) -> None:
         self.fired += other.fired
@@ -49,7 +94,74 @@ class Effects:
         for m, v in other.set_timers.items():
             self.cancel_timers.discard(m)
             self.set_timers[m] = v
-        self.failed_rules += other.failed_rules
+        self.failures += other.failures
+
+
+def _too_deep(obj: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        o, d = stack.pop()
+        if d > limit:
+            return True
+        if isinstance(o, dict):
+            stack.extend((v, d + 1) for v in o.values() if isinstance(v, dict | list))
+        elif isinstance(o, list):
+            stack.extend((v, d + 1) for v in o if isinstance(v, dict | list))
+    return False
+
+
+def _json_object(what: str, value: Any) -> JSONDict:
+    """``value`` as the JSON object it will be stored as (a fresh copy), or :class:`InvalidOutcome`."""
+    if not isinstance(value, dict):
+        raise InvalidOutcome(f"{what} must be a dict, got {type(value).__name__}")
+    try:
+        raw = dumps(value)
+    except TypeError as exc:  # a set, an object, a non-str key, a too-deep nesting (orjson: 255)
+        raise InvalidOutcome(f"{what} must be JSON-serializable ({exc})") from None
+    copy: JSONDict = loads(raw)
+    if _too_deep(copy, MAX_RULE_DEPTH):
+        raise InvalidOutcome(f"{what} nests deeper than {MAX_RULE_DEPTH} levels")
+    return copy
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def checked(out: Any) -> Outcome:
+    """The rule's return value, checked and normalized (JSON round trip), or :class:`InvalidOutcome`.
+
+    Nothing of a refused outcome is applied, so a half-made change can never be kept.
+    """
+    if not isinstance(out, Outcome):
+        raise InvalidOutcome(f"expected an Outcome, got {type(out).__name__}")
+    state = _json_object("Outcome.state", out.state)
+    triggers: list[TriggerSpec] = []
+    for t in _as_list("Outcome.triggers", out.triggers):
+        if not isinstance(t, TriggerSpec):
+            raise InvalidOutcome(f"Outcome.triggers holds a {type(t).__name__}, expected TriggerSpec")
+        if not isinstance(t.key, str) or not t.key or not _is_int(t.time):
+            raise InvalidOutcome("TriggerSpec needs a non-empty str key and an int time (ms)")
+        if t.name is not None and (not isinstance(t.name, str) or not t.name):
+            raise InvalidOutcome("TriggerSpec.name must be None or a non-empty str")
+        triggers.append(TriggerSpec(t.key, t.time, _json_object("TriggerSpec.context", t.context), t.name))
+    timers: list[TimerSpec] = []
+    for s in _as_list("Outcome.set_timers", out.set_timers):
+        if not isinstance(s, TimerSpec):
+            raise InvalidOutcome(f"Outcome.set_timers holds a {type(s).__name__}, expected TimerSpec")
+        if not isinstance(s.name, str) or not s.name or "|" in s.name or not _is_int(s.due):
+            raise InvalidOutcome("TimerSpec needs a non-empty str name without '|' and an int due (ms)")
+        timers.append(TimerSpec(s.name, s.due, _json_object("TimerSpec.payload", s.payload)))
+    cancel = _as_list("Outcome.cancel_timers", out.cancel_timers)
+    if not all(isinstance(c, str) for c in cancel):
+        raise InvalidOutcome("Outcome.cancel_timers must hold timer names (str)")
+    return Outcome(state, triggers, timers, list(cancel))
+
+
+def _as_list(what: str, v: Any) -> list[Any]:
+    if not isinstance(v, list | tuple):
+        raise InvalidOutcome(f"{what} must be a list, got {type(v).__name__}")
+    return list(v)
 
 
 class Engine:
@@ -73,12 +185,23 @@ class Engine:
         eff = Effects()
         ctx = self._ctx(pid, state, event.ts)
         for rule in self.rules:
-            if not rule.wants(event):
-                continue
             try:
-                out = rule.on_event(self._rule_state(state, rule), event, ctx)
-            except Exception:
-                self._failed(rule, eff, f"event {event.message_id}")
+                wanted = rule.wants(event)
+            except Exception as exc:
+                eff.failures.append(self._failed(rule, pid, "wants", event.message_id, event.ts, exc))
+                continue
+            if not wanted:
+                continue
+            out = self._call(
+                rule,
+                pid,
+                "on_event",
+                event.message_id,
+                event.ts,
+                functools.partial(rule.on_event, self._rule_state(state, rule), event, ctx),
+            )
+            if isinstance(out, RuleFailure):
+                eff.failures.append(out)
                 continue
             eff.extend(self._apply(pid, state, rule, out, rx))
         return eff
@@ -86,28 +209,47 @@ class Engine:
     def on_timer(
         self, pid: str, state: ProfileState, timer_member: str, due: int, payload: JSONDict
     ) -> Effects:
+        """Run a due timer. If the rule fails, the timer stays in ``state.timers`` (the caller
+        retries it a bounded number of times) and ``failures`` says why."""
         eff = Effects()
         _, rule_name, name = split_member(timer_member)
         rule = self.by_name.get(rule_name)
-        state.timers.pop(f"{rule_name}|{name}", None)
+        key = f"{rule_name}|{name}"
         if rule is None:
+            state.timers.pop(key, None)
+            state.tpay.pop(key, None)
             log.warning("timer %s belongs to rule %s, which is not enabled; dropped", timer_member, rule_name)
             return eff
-        try:
-            out = rule.on_timer(
-                self._rule_state(state, rule), Timer(name, due, payload), self._ctx(pid, state, due)
-            )
-        except Exception:
-            self._failed(rule, eff, f"timer {name}")
+        ctx = self._ctx(pid, state, due)
+        timer = Timer(name, due, _copy(payload))
+        out = self._call(
+            rule,
+            pid,
+            "on_timer",
+            timer_member,
+            due,
+            functools.partial(rule.on_timer, self._rule_state(state, rule), timer, ctx),
+        )
+        if isinstance(out, RuleFailure):
+            eff.failures.append(out)
             return eff
+        state.timers.pop(key, None)
+        state.tpay.pop(key, None)
         eff.extend(self._apply(pid, state, rule, out, 0))
         return eff
 
-    def fire_until(self, pid: str, state: ProfileState, until: int) -> Effects:
+    def fire_until(
+        self,
+        pid: str,
+        state: ProfileState,
+        until: int,
+        on_failure: Callable[[RuleFailure], bool] | None = None,
+    ) -> Effects:
         """Fire the profile's own timers due by ``until``, earliest first, until none is left.
 
         A timer a rule fires without re-arming is listed in ``cancel_timers``, so the
-        caller removes it from the timer store too.
+        caller removes it from the timer store too. A timer whose rule fails is given up
+        (removed, its failure reported) unless ``on_failure`` returns True (keep it).
         """
         eff = Effects()
         while True:
@@ -117,12 +259,25 @@ class Engine:
             d, key = due[0]
             rule, name = key.split("|", 1)
             m = member(pid, rule, name)
-            eff.extend(self.on_timer(pid, state, m, d, {}))
+            one = self.on_timer(pid, state, m, d, state.tpay.get(key, {}))
+            eff.extend(one)
+            if one.failures and not (on_failure and on_failure(one.failures[0])):
+                state.timers.pop(key, None)
+                state.tpay.pop(key, None)
             if key not in state.timers:
                 eff.set_timers.pop(m, None)
                 eff.cancel_timers.add(m)
+            elif state.timers[key] <= d and one.failures:
+                return eff  # kept for a retry later: do not spin on it now
 
-    def merge(self, survivor_pid: str, survivor: ProfileState, absorbed: ProfileState) -> Effects:
+    def merge(
+        self,
+        survivor_pid: str,
+        survivor: ProfileState,
+        absorbed: ProfileState,
+        absorbed_pid: str = "",
+        at: int = 0,
+    ) -> Effects:
         """Fold an absorbed profile's state (handed off with its timers) into the survivor's."""
         merge_consent(survivor, absorbed, self.policy.consent_merge)
         if survivor.country is None:
@@ -139,18 +294,27 @@ class Engine:
             if a is None:
                 continue
             s = survivor.rules.get(rule.name)
-            try:
-                merged = rule.merge(s or rule.initial_state(), a) if s is not None else a
-            except Exception:
-                self._failed(rule, eff, "merge")
-                continue
-            survivor.rules[rule.name] = merged
+            if s is not None:
+                merged = self._call(
+                    rule, survivor_pid, "merge", absorbed_pid, at, functools.partial(_merged, rule, s, a)
+                )
+                if isinstance(merged, RuleFailure):
+                    eff.failures.append(merged)
+                    continue
+                survivor.rules[rule.name] = merged.state
+            else:
+                survivor.rules[rule.name] = a
             # Timers of the absorbed profile follow the survivor; an earlier one wins a name clash.
             for key, due in absorbed.timers.items():
                 rname, name = key.split("|", 1)
                 if rname == rule.name and (key not in survivor.timers or due < survivor.timers[key]):
                     survivor.timers[key] = due
-                    eff.set_timers[member(survivor_pid, rname, name)] = (due, {})
+                    payload = absorbed.tpay.get(key, {})
+                    if payload:
+                        survivor.tpay[key] = payload
+                    else:
+                        survivor.tpay.pop(key, None)
+                    eff.set_timers[member(survivor_pid, rname, name)] = (due, payload)
         return eff
 
     # ------------------------------------------------------------------ helpers
@@ -159,12 +323,47 @@ class Engine:
 
     def _rule_state(self, state: ProfileState, rule: Rule) -> JSONDict:
         s = state.rules.get(rule.name)
-        return dict(s) if s is not None else rule.initial_state()
+        return _copy(s) if s is not None else rule.initial_state()
 
-    def _failed(self, rule: Rule, eff: Effects, what: str) -> None:
+    def _call(
+        self,
+        rule: Rule,
+        pid: str,
+        method: str,
+        target: str,
+        time: int,
+        fn: Callable[[], Any],
+    ) -> Outcome | RuleFailure:
+        try:
+            return checked(fn())
+        except Exception as exc:
+            return self._failed(rule, pid, method, target, time, exc)
+
+    def _failed(
+        self, rule: Rule, pid: str, method: str, target: str, time: int, exc: Exception
+    ) -> RuleFailure:
         metrics.RULE_ERRORS.labels(rule.name).inc()
-        log.exception("rule %s failed on %s; isolated, the other rules ran", rule.name, what)
-        eff.failed_rules.append(rule.name)
+        if isinstance(exc, InvalidOutcome):
+            failure = RuleFailure(rule, pid, method, target, time, "InvalidOutcome", str(exc))
+        else:
+            failure = RuleFailure(
+                rule,
+                pid,
+                method,
+                target,
+                time,
+                type(exc).__name__,
+                f"{rule.name}.{method} raised {type(exc).__name__} at {where(exc)}",
+            )
+        # No exception text: it may carry event values (emails, phones). Class and place only.
+        log.error(
+            "rule %s failed in %s on %s: %s; isolated, the other rules ran",
+            rule.name,
+            method,
+            target,
+            failure.detail,
+        )
+        return failure
 
     def _apply(self, pid: str, state: ProfileState, rule: Rule, out: Outcome, rx: int) -> Effects:
         eff = Effects()
@@ -173,13 +372,19 @@ class Engine:
         # The profile's state lists its timers, so operations that change nothing are not sent
         # (every activity re-arms inactive_45d; every order cancels a cart timer that may not exist).
         for name in out.cancel_timers:
-            if timers.pop(f"{rule.name}|{name}", None) is not None:
+            key = f"{rule.name}|{name}"
+            state.tpay.pop(key, None)
+            if timers.pop(key, None) is not None:
                 eff.cancel_timers.add(member(pid, rule.name, name))
         for t in out.set_timers:
             key = f"{rule.name}|{t.name}"
-            if timers.get(key) == t.due and not t.payload:
+            if timers.get(key) == t.due and state.tpay.get(key, {}) == t.payload:
                 continue
             timers[key] = t.due
+            if t.payload:
+                state.tpay[key] = t.payload
+            else:
+                state.tpay.pop(key, None)
             m = member(pid, rule.name, t.name)
             eff.cancel_timers.discard(m)
             eff.set_timers[m] = (t.due, t.payload)
@@ -201,3 +406,13 @@ class Engine:
             )
             eff.fired.append(Fired(rule, pid, spec, verdict, rx))
         return eff
+
+
+def _merged(rule: Rule, survivor: JSONDict, absorbed: JSONDict) -> Outcome:
+    return Outcome(rule.merge(_copy(survivor), _copy(absorbed)))
+
+
+def _copy(d: Mapping[str, Any]) -> JSONDict:
+    """A deep copy by JSON round trip: what the rule would get back from Redis, at orjson speed."""
+    out: JSONDict = loads(dumps(d))
+    return out

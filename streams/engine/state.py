@@ -12,8 +12,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from streams import redis_io
 from streams.constants import Keys
 from streams.model import JSONDict, dumps, loads
@@ -30,6 +28,10 @@ class ProfileState:
     rules: dict[str, JSONDict] = field(default_factory=dict)
     #: pending timers of this profile: ``rule|name`` -> due ms (they follow a merge)
     timers: dict[str, int] = field(default_factory=dict)
+    #: payloads of those timers that have one: ``rule|name`` -> payload (they follow a merge too)
+    tpay: dict[str, JSONDict] = field(default_factory=dict)
+    #: failed attempts of a timer whose rule raised: ``rule|name`` -> count (bounded retries)
+    fails: dict[str, int] = field(default_factory=dict)
     #: rule name -> event ms of its last trigger (cooldowns)
     cool: dict[str, int] = field(default_factory=dict)
     #: channel -> event ms of recent activations (frequency caps)
@@ -45,6 +47,8 @@ class ProfileState:
     pending: list[str] = field(default_factory=list)
     #: repartition records held while a hand-off is pending, applied in order once it arrives
     buffer: list[JSONDict] = field(default_factory=list)
+    #: wall ms since when ``pending`` has been waited for (the hand-off timeout counts from it)
+    since: int = 0
     #: set when this profile was merged away: events for it go to the survivor
     into: str | None = None
     #: offset of the last repartition record applied to this profile (redelivery is a no-op)
@@ -56,12 +60,20 @@ class ProfileState:
         for f in fields(self):
             setattr(self, f.name, getattr(fresh, f.name))
 
+    def restore(self, raw: bytes) -> None:
+        """Become the state ``raw`` (from :meth:`to_json`) again, in place: undo a failed change."""
+        old = ProfileState.from_json(raw)
+        for f in fields(self):
+            setattr(self, f.name, getattr(old, f.name))
+
     def to_json(self) -> bytes:
         d: JSONDict = {"off": self.off}
         for name in (
             "consent",
             "rules",
             "timers",
+            "tpay",
+            "fails",
             "cool",
             "caps",
             "prefs",
@@ -77,6 +89,8 @@ class ProfileState:
             d["country"] = self.country
         if self.into:
             d["into"] = self.into
+        if self.since:
+            d["since"] = self.since
         return dumps(d)
 
     @classmethod
@@ -86,6 +100,8 @@ class ProfileState:
             consent=d.get("consent", {}),
             rules=d.get("rules", {}),
             timers=d.get("timers", {}),
+            tpay=d.get("tpay", {}),
+            fails=d.get("fails", {}),
             cool=d.get("cool", {}),
             caps=d.get("caps", {}),
             prefs=d.get("prefs", {}),
@@ -95,6 +111,7 @@ class ProfileState:
             pending=d.get("pending", []),
             buffer=d.get("buffer", []),
             into=d.get("into"),
+            since=d.get("since", 0),
             off=d.get("off", -1),
         )
 
@@ -127,7 +144,7 @@ class MemoryStateStore(StateStore):
 
 
 class RedisStateStore(StateStore):
-    def __init__(self, client: aioredis.Redis, keys: Keys, tombstone_ttl: int = 30 * 86400) -> None:
+    def __init__(self, client: redis_io.Client, keys: Keys, tombstone_ttl: int = 30 * 86400) -> None:
         self.client = client
         self.keys = keys
         self.tombstone_ttl = tombstone_ttl

@@ -23,8 +23,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
-
 from streams import redis_io
 from streams.constants import TIMER_LEASE_MS, Keys
 from streams.model import JSONDict, dumps, loads
@@ -91,6 +89,15 @@ class TimerStore(ABC):
     async def load_marks(self, partition: int) -> dict[int, int]:
         """The persisted watermarks of the partition."""
 
+    @abstractmethod
+    async def set_waiting(self, partition: int, add: dict[str, int], remove: set[str]) -> None:
+        """Record profiles of the partition that wait for a merge hand-off (profile id -> since,
+        wall ms), and forget those that no longer wait."""
+
+    @abstractmethod
+    async def waiting(self, partition: int, since_before: int, limit: int) -> list[str]:
+        """Profiles of the partition that have waited since before ``since_before`` (wall ms)."""
+
 
 class MemoryTimerStore(TimerStore):
     def __init__(self) -> None:
@@ -98,6 +105,7 @@ class MemoryTimerStore(TimerStore):
         self.data: dict[int, dict[str, JSONDict]] = {}
         self.claims: dict[int, dict[str, int]] = {}
         self.marks: dict[int, dict[int, int]] = {}
+        self.waits: dict[int, dict[str, int]] = {}
 
     async def apply(self, partition: int, ops: TimerOps) -> None:
         due = self.due.setdefault(partition, {})
@@ -147,9 +155,19 @@ class MemoryTimerStore(TimerStore):
     async def load_marks(self, partition: int) -> dict[int, int]:
         return dict(self.marks.get(partition, {}))
 
+    async def set_waiting(self, partition: int, add: dict[str, int], remove: set[str]) -> None:
+        w = self.waits.setdefault(partition, {})
+        for pid in remove:
+            w.pop(pid, None)
+        w.update(add)
+
+    async def waiting(self, partition: int, since_before: int, limit: int) -> list[str]:
+        w = self.waits.get(partition, {})
+        return sorted((p for p, t in w.items() if t <= since_before), key=lambda p: (w[p], p))[:limit]
+
 
 _CLAIM = """
-local due, data, claims = KEYS[1] .. ':due', KEYS[1] .. ':data', KEYS[1] .. ':claims'
+local due, data, claims = KEYS[1], KEYS[2], KEYS[3]
 local clock, wall, lease, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local out = {}
 local offset = 0
@@ -170,7 +188,7 @@ return out
 """
 
 _APPLY = """
-local due, data, claims = KEYS[1] .. ':due', KEYS[1] .. ':data', KEYS[1] .. ':claims'
+local due, data, claims = KEYS[1], KEYS[2], KEYS[3]
 local n = tonumber(ARGV[1])
 for j = 2, n + 1 do
   redis.call('ZREM', due, ARGV[j])
@@ -189,7 +207,7 @@ return 1
 """
 
 _DONE = """
-local due, data, claims = KEYS[1] .. ':due', KEYS[1] .. ':data', KEYS[1] .. ':claims'
+local due, data, claims = KEYS[1], KEYS[2], KEYS[3]
 for j = 1, #ARGV, 2 do
   local m = ARGV[j]
   if redis.call('ZSCORE', due, m) == ARGV[j + 1] then
@@ -203,12 +221,17 @@ return 1
 
 
 class RedisTimerStore(TimerStore):
-    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+    def __init__(self, client: redis_io.Client, keys: Keys) -> None:
         self.client = client
         self.keys = keys
         self._apply = client.register_script(_APPLY)
         self._claim = client.register_script(_CLAIM)
         self._done = client.register_script(_DONE)
+
+    def _script_keys(self, partition: int) -> list[str]:
+        """``due``, ``data``, ``claims``: declared in KEYS, one hash tag, so one slot on a cluster."""
+        base = self.keys.timers(partition)
+        return [base + ":due", base + ":data", base + ":claims"]
 
     async def apply(self, partition: int, ops: TimerOps) -> None:
         if not ops.schedule and not ops.cancel:
@@ -217,16 +240,12 @@ class RedisTimerStore(TimerStore):
         for m, (t, payload) in sorted(ops.schedule.items()):
             args += [m, t, dumps(payload) if payload else b""]
         # One script call per partition and batch (not 2-3 commands per timer).
-        await redis_io.call(
-            "timers.apply", lambda: self._apply(keys=[self.keys.timers(partition)], args=args)
-        )
+        await redis_io.call("timers.apply", lambda: self._apply(keys=self._script_keys(partition), args=args))
 
     async def claim(self, partition: int, clock: int, wall: int, limit: int) -> list[DueTimer]:
         rows = await redis_io.call(
             "timers.claim",
-            lambda: self._claim(
-                keys=[self.keys.timers(partition)], args=[clock, wall, TIMER_LEASE_MS, limit]
-            ),
+            lambda: self._claim(keys=self._script_keys(partition), args=[clock, wall, TIMER_LEASE_MS, limit]),
         )
         return [DueTimer(m.decode(), int(float(t)), loads(p)) for m, t, p in rows]
 
@@ -236,7 +255,7 @@ class RedisTimerStore(TimerStore):
         args: list[str | int] = []
         for f in fired:
             args += [f.member, str(f.due)]
-        await redis_io.call("timers.done", lambda: self._done(keys=[self.keys.timers(partition)], args=args))
+        await redis_io.call("timers.done", lambda: self._done(keys=self._script_keys(partition), args=args))
 
     async def release(self, partition: int, timers: Sequence[DueTimer]) -> None:
         if timers:
@@ -266,3 +285,25 @@ class RedisTimerStore(TimerStore):
             "timers.read", lambda: self.client.hgetall(self.keys.timers(partition) + ":wm")
         )
         return {int(k): int(v) for k, v in raw.items()}
+
+    async def set_waiting(self, partition: int, add: dict[str, int], remove: set[str]) -> None:
+        if not add and not remove:
+            return
+        key = self.keys.timers(partition) + ":wait"
+
+        async def run() -> None:
+            pipe = self.client.pipeline(transaction=False)
+            if remove:
+                pipe.zrem(key, *sorted(remove))
+            if add:
+                pipe.zadd(key, add)
+            await pipe.execute()
+
+        await redis_io.call("timers.wait", run)
+
+    async def waiting(self, partition: int, since_before: int, limit: int) -> list[str]:
+        key = self.keys.timers(partition) + ":wait"
+        rows = await redis_io.call(
+            "timers.read", lambda: self.client.zrangebyscore(key, "-inf", since_before, start=0, num=limit)
+        )
+        return [r.decode() if isinstance(r, bytes) else str(r) for r in rows]

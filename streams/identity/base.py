@@ -1,6 +1,7 @@
 """The identity contract: what resolution promises, whatever the store.
 
-Resolution of one event, in batch order, atomically per batch:
+Resolution of one event, in batch order, each event atomically (the Redis store runs a
+batch as a few script calls of bounded size, each atomic):
 
 1. Look up the event's identifiers. Each maps to at most one live profile.
 2. No match: a new profile; its id is derived from the event (deterministic, so a
@@ -17,6 +18,20 @@ Before step 1, an event's identifiers are deduplicated, blocked values (``null``
 priority (:meth:`IdentityRules.prepare`, shared by both stores). An event left with no
 identifier resolves to a profile of its own, keyed by its ``message_id`` (so a replay
 finds it again and it never links anyone).
+
+How many identifiers are kept is the longest prefix of the ordered identifiers that breaks
+no rule (a single identifier always passes). Breaking is monotone in the prefix (counts,
+total and merges only grow as identifiers are added), so both stores find that prefix in
+one pass, looking each identifier and each matched profile up once; the dropped ones are
+reported lowest priority first.
+
+Replays: a batch whose outputs were lost (crash, a timeout after Redis ran the call) is
+resolved again with the same events from the same source coordinates. The second run would
+see the first run's writes (``matched`` instead of ``new``, no merges), so an event whose
+outcome is ``new`` or ``merged`` or that dropped identifiers is remembered per occurrence,
+``(message_id, source)``, for a TTL; resolving that occurrence again returns the remembered
+:class:`Resolution` unchanged and applies nothing. An empty ``source`` remembers nothing.
+Erasing a profile forgets the memos of its events too.
 
 Merge pointers are kept one hop long: when a survivor is itself absorbed, every profile
 it had absorbed is re-pointed to the new survivor, so ``merged_into`` always names a
@@ -116,6 +131,15 @@ class ResolveRequest:
     channel: str
     identifiers: tuple[Identifier, ...]
     traits: JSONDict = field(default_factory=dict)
+    #: Kafka source coordinate ``topic/partition/offset`` of the event: with ``message_id`` it names
+    #: the occurrence whose resolution is remembered for replays. Empty: nothing is remembered.
+    source: str = ""
+    #: For an ``alias``: its ``previousId``, which intake types ``anonymous_id``. Segment allows it
+    #: to be an earlier ``userId`` too: when ``user_id:<it>`` is known and ``anonymous_id:<it>`` is
+    #: not, it is resolved as that user. An alias is an explicit statement that both ids are one
+    #: person, so the per-type limits (``user_id=1``) do not refuse it; the caps on identifiers
+    #: and merges still apply.
+    alias_of: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +183,9 @@ class IdentityStore(ABC):
 
     @abstractmethod
     async def resolve(self, batch: Sequence[ResolveRequest]) -> list[Resolution]:
-        """Resolve every request, in order, as one atomic step. Called once per batch."""
+        """Resolve every request, in order, each atomically. Called once per batch. An occurrence
+        resolved before (same ``message_id`` and non-empty ``source``, memo alive) gets the same
+        :class:`Resolution` again, with nothing applied."""
 
     @abstractmethod
     async def lookup(self, identifier: Identifier) -> str | None:

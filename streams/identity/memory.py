@@ -1,12 +1,14 @@
 """The in-memory identity store: the reference implementation of :mod:`streams.identity.base`.
 
 Used by the testing kit and ``cxstream simulate``. The Redis store runs the same
-algorithm in Lua; ``tests/identity/test_stores_agree.py`` holds them to each other.
+algorithm in Lua; ``tests/identity/test_stores_agree.py`` and ``test_one_pass.py`` hold them to
+each other.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from streams.identity.base import (
@@ -36,13 +38,30 @@ class _Profile:
 
 
 class MemoryIdentityStore(IdentityStore):
-    def __init__(self, rules: IdentityRules | None = None) -> None:
+    """``memo_ttl``: seconds an occurrence's resolution is remembered (``None``: for ever), on ``clock``."""
+
+    def __init__(
+        self,
+        rules: IdentityRules | None = None,
+        memo_ttl: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.rules = rules or IdentityRules()
+        self.memo_ttl = memo_ttl
+        self.clock = clock
         self.index: dict[Identifier, str] = {}
         self.profiles: dict[str, _Profile] = {}
+        #: (message_id, source) -> (resolution, expiry), for replays of the same occurrence
+        self.memos: dict[tuple[str, str], tuple[Resolution, float]] = {}
 
     # ------------------------------------------------------------------ contract
     async def resolve(self, batch: Sequence[ResolveRequest]) -> list[Resolution]:
+        now = self.clock()
+        while self.memos:  # insertion order is expiry order: forget the expired ones
+            occurrence, (_, expiry) = next(iter(self.memos.items()))
+            if expiry > now:
+                break
+            del self.memos[occurrence]
         return [self.resolve_one(r) for r in batch]
 
     async def lookup(self, identifier: Identifier) -> str | None:
@@ -76,6 +95,8 @@ class MemoryIdentityStore(IdentityStore):
                 del self.index[i]
         for k in gone:
             del self.profiles[k]
+        erased = set(gone)  # memos name the profile their event resolved to (live or absorbed since)
+        self.memos = {o: m for o, m in self.memos.items() if m[0].profile_id not in erased}
         return gone
 
     # ------------------------------------------------------------------ algorithm
@@ -84,53 +105,83 @@ class MemoryIdentityStore(IdentityStore):
             pid = nxt
         return pid
 
-    def _violates(self, ids: Sequence[Identifier]) -> bool:
-        if len(ids) > self.rules.max_identifiers:
-            return True
-        counts: dict[str, int] = {}
-        for i in ids:
-            counts[i.type] = counts.get(i.type, 0) + 1
-        return any(n > self.rules.limits.get(t, n) for t, n in counts.items())
-
     def resolve_one(self, req: ResolveRequest) -> Resolution:
+        occurrence = (req.message_id, req.source)
+        if req.source:
+            memo = self.memos.get(occurrence)
+            if memo is not None and memo[1] > self.clock():
+                return memo[0]
+        res = self._resolve(req)
+        if req.source and (res.outcome != "matched" or res.dropped):
+            expires = self.clock() + self.memo_ttl if self.memo_ttl is not None else float("inf")
+            self.memos.pop(occurrence, None)  # an expired one: the new memo goes last
+            self.memos[occurrence] = (res, expires)
+        return res
+
+    def _resolve(self, req: ResolveRequest) -> Resolution:
+        """One pass over the ordered identifiers: the longest prefix that breaks no rule is kept.
+
+        The state after ``k`` identifiers is what resolving the prefix of length ``k`` would
+        join: per-type counts and total over the matched profiles' identifiers plus the new
+        ones, and the merges the survivor would then have. It only grows with ``k``, so the
+        first prefix (longer than one) that breaks a rule ends the pass, and the rest is dropped.
+        """
         ids = self.rules.prepare(req)
-        dropped: list[Identifier] = []
-        while True:
-            matched: list[str] = []
-            for i in ids:
-                pid = self.index.get(i)
-                if pid is not None:
-                    pid = self._live(pid)
-                    if pid not in matched:
-                        matched.append(pid)
-            new = [i for i in ids if i not in self.index]
-            if not matched:
-                if len(ids) > 1 and self._violates(ids):
-                    dropped.append(ids.pop())
-                    continue
-                pid = new_profile_id(req.message_id, ids[0])
-                self.profiles[pid] = _Profile(req.ts, req.ts, req.ts)
-                self._attach(pid, new)
-                self._touch(pid, req)
-                return Resolution(pid, "new", True, (), tuple(dropped))
-            union = [x for m in matched for x in self.profiles[m].ids] + new
-            merges_after = sum(self.profiles[m].n_merges for m in matched) + len(matched) - 1
-            if len(ids) > 1 and (self._violates(union) or merges_after > self.rules.max_merges):
-                dropped.append(ids.pop())
-                continue
-            survivor = min(matched, key=lambda m: (self.profiles[m].created, m))
-            owner = {i: self._live(self.index[i]) for i in ids if i in self.index}
-            merges: list[Merge] = []
-            for absorbed in matched:
-                if absorbed != survivor:
-                    linking = tuple(i for i in ids if owner.get(i) in (absorbed, survivor))
-                    self._merge(survivor, absorbed, linking, req.ts)
-                    merges.append(Merge(survivor, absorbed, linking, req.ts))
-            self._attach(survivor, new)
-            self._touch(survivor, req)
-            return Resolution(
-                survivor, "merged" if merges else "matched", False, tuple(merges), tuple(dropped)
-            )
+        limits, max_ids, max_merges = self.rules.limits, self.rules.max_identifiers, self.rules.max_merges
+        if req.alias_of:
+            limits = {}
+            anon, user = Identifier("anonymous_id", req.alias_of), Identifier("user_id", req.alias_of)
+            if anon in ids and user in self.index and anon not in self.index:
+                ids[ids.index(anon)] = user
+        counts: dict[str, int] = {}
+        total = n_merges = 0
+        broken = False
+        matched: list[str] = []  # live profiles, in order of first match
+        owned: dict[str, list[int]] = {}  # live profile -> positions of the kept identifiers it owns
+        new: list[Identifier] = []
+        kept = 0
+        for k, i in enumerate(ids):
+            pid = self.index.get(i)
+            pid = self._live(pid) if pid is not None else None
+            joins = pid is not None and pid not in owned  # a profile this event did not match yet
+            added: list[str] = []  # the types this identifier adds to the union
+            if pid is None:
+                added, total = [i.type], total + 1
+            elif joins:
+                p = self.profiles[pid]
+                added, total, n_merges = [x.type for x in p.ids], total + len(p.ids), n_merges + p.n_merges
+            for t in added:
+                n = counts[t] = counts.get(t, 0) + 1
+                broken = broken or n > limits.get(t, n)
+            n_matched = len(matched) + joins
+            broken = broken or total > max_ids or (n_matched > 0 and n_merges + n_matched - 1 > max_merges)
+            if broken and k > 0:
+                break
+            kept = k + 1
+            if pid is None:
+                new.append(i)
+            elif joins:
+                owned[pid] = [k]
+                matched.append(pid)
+            else:
+                owned[pid].append(k)
+        dropped = tuple(reversed(ids[kept:]))  # as dropped one by one: lowest priority first
+        if not matched:
+            pid = new_profile_id(req.message_id, ids[0])
+            self.profiles[pid] = _Profile(req.ts, req.ts, req.ts)
+            self._attach(pid, new)
+            self._touch(pid, req)
+            return Resolution(pid, "new", True, (), dropped)
+        survivor = min(matched, key=lambda m: (self.profiles[m].created, m))
+        merges: list[Merge] = []
+        for absorbed in matched:
+            if absorbed != survivor:
+                linking = tuple(ids[k] for k in sorted(owned[absorbed] + owned[survivor]))
+                self._merge(survivor, absorbed, linking, req.ts)
+                merges.append(Merge(survivor, absorbed, linking, req.ts))
+        self._attach(survivor, new)
+        self._touch(survivor, req)
+        return Resolution(survivor, "merged" if merges else "matched", False, tuple(merges), dropped)
 
     def _attach(self, pid: str, ids: Sequence[Identifier]) -> None:
         p = self.profiles[pid]

@@ -1,14 +1,22 @@
--- Identity resolution of one batch, atomically. The algorithm of streams/identity/base.py,
+-- Identity resolution of a run of events, each atomically. The algorithm of streams/identity/base.py,
 -- mirrored from streams/identity/memory.py (tests hold the two to each other).
--- KEYS[1]: the graph tag, e.g. "{cx:idg}"
--- ARGV[1]: JSON batch [{m: messageId, ts: ms, ch: channel, ids: [[type, value], ...], tr: {trait: value}}];
+-- KEYS[1]: the graph tag, e.g. "{cx:idg}"; every key touched is in it (one Redis Cluster slot)
+-- ARGV[1]: JSON batch [{m: messageId, ts: ms, ch: channel, ids: [[type, value], ...], tr: {trait: value},
+--          src: "topic/partition/offset" (optional), al: an alias's previousId (optional)}];
 --          ids as IdentityRules.prepare gives them: unique, unblocked, priority order, never empty
 -- ARGV[2]: JSON rules {limits: {type: n}, max_ids: n, max_merges: n}
+-- ARGV[3]: seconds a resolution memo lives (events with a src whose outcome is new or merged or
+--          that dropped identifiers; the same m and src again returns the memo, applying nothing)
 -- returns JSON [[pid, outcome, created(0/1), merges [[survivor, absorbed, [[t, v]...], ts]], dropped [[t, v]...]], ...]
+--
+-- Cost is linear in the identifiers: each is looked up once (GET, and the merge pointer of its
+-- profile once per profile), each matched profile's identifiers and merge count are read once,
+-- and the longest prefix of ids that breaks no rule is found in one pass (see resolve_one).
 local G = KEYS[1]
 local batch = cjson.decode(ARGV[1])
 local rules = cjson.decode(ARGV[2])
 local limits = rules.limits
+local memo_ttl = tonumber(ARGV[3])
 
 local function ikey(t, v) return G .. ':i:' .. t .. ':' .. v end
 local function pkey(pid) return G .. ':p:' .. pid end
@@ -22,22 +30,6 @@ local function live(pid)
     guard = guard + 1
   end
   return pid
-end
-
-local function violates(typed_counts, total)
-  if total > rules.max_ids then return true end
-  for t, n in pairs(typed_counts) do
-    local lim = limits[t]
-    if lim and n > lim then return true end
-  end
-  return false
-end
-
-local function count_ids(list, counts)
-  for _, m in ipairs(list) do
-    local t = string.match(m, '^([^:]+):')
-    counts[t] = (counts[t] or 0) + 1
-  end
 end
 
 local function attach(pid, ids)
@@ -67,9 +59,10 @@ local function touch(pid, ev)
   end
 end
 
-local function merge(survivor, absorbed, linking, ts)
+-- members: the absorbed profile's identifiers, as resolve_one read them (nothing wrote them since)
+local function merge(survivor, absorbed, members, linking, ts)
   local sk, ak = pkey(survivor), pkey(absorbed)
-  local ids = redis.call('SMEMBERS', ak .. ':ids')
+  local ids = members
   for _, m in ipairs(ids) do
     local t, v = string.match(m, '^([^:]+):(.*)$')
     redis.call('SET', ikey(t, v), survivor)
@@ -112,75 +105,135 @@ local function merge(survivor, absorbed, linking, ts)
   redis.call('DEL', ak .. ':absorbed')
 end
 
-local out = {}
-for n, ev in ipairs(batch) do
+-- The longest prefix of ev.ids that breaks no rule is kept (a single identifier always is).
+-- After k identifiers the state is what joining that prefix would give: per-type counts and total
+-- over the matched profiles' identifiers plus the new ones, and the survivor's merge count. It only
+-- grows with k, so the first prefix longer than one that breaks a rule ends the pass; the rest is
+-- dropped, lowest priority first (as if dropped one at a time and matching retried).
+local function resolve_one(ev)
   local ids = ev.ids
-  local dropped = {}
-  local result
-  while true do
-    local matched, seen, owner = {}, {}, {}
-    local new = {}
-    for _, i in ipairs(ids) do
-      local pid = redis.call('GET', ikey(i[1], i[2]))
-      if pid then
-        pid = live(pid)
-        owner[i[1] .. ':' .. i[2]] = pid
-        if not seen[pid] then seen[pid] = true; table.insert(matched, pid) end
-      else
-        table.insert(new, i)
-      end
-    end
-    if #matched == 0 then
-      local counts = {}
-      for _, i in ipairs(ids) do counts[i[1]] = (counts[i[1]] or 0) + 1 end
-      if #ids > 1 and violates(counts, #ids) then
-        table.insert(dropped, table.remove(ids))
-      else
-        local pid = 'p_' .. string.sub(redis.sha1hex(ev.m .. '|' .. ids[1][1] .. ':' .. ids[1][2]), 1, 24)
-        redis.call('HSET', pkey(pid), 'c', ev.ts, 'fs', ev.ts, 'ls', ev.ts, 'nm', 0)
-        attach(pid, new)
-        touch(pid, ev)
-        result = {pid, 'new', 1, {}, dropped}
-        break
-      end
-    else
-      local counts, total, merges_after = {}, #new, #matched - 1
-      for _, m in ipairs(matched) do
-        local members = redis.call('SMEMBERS', pkey(m) .. ':ids')
-        count_ids(members, counts)
-        total = total + #members
-        merges_after = merges_after + tonumber(redis.call('HGET', pkey(m), 'nm') or '0')
-      end
-      for _, i in ipairs(new) do counts[i[1]] = (counts[i[1]] or 0) + 1 end
-      if #ids > 1 and (violates(counts, total) or merges_after > rules.max_merges) then
-        table.insert(dropped, table.remove(ids))
-      else
-        local survivor, sc = nil, nil
-        for _, m in ipairs(matched) do
-          local c = tonumber(redis.call('HGET', pkey(m), 'c'))
-          if survivor == nil or c < sc or (c == sc and m < survivor) then survivor, sc = m, c end
-        end
-        local merges = {}
-        for _, absorbed in ipairs(matched) do
-          if absorbed ~= survivor then
-            local linking = {}
-            for _, i in ipairs(ids) do
-              local o = owner[i[1] .. ':' .. i[2]]
-              if o == absorbed or o == survivor then table.insert(linking, i) end
-            end
-            merge(survivor, absorbed, linking, ev.ts)
-            table.insert(merges, {survivor, absorbed, linking, ev.ts})
-          end
-        end
-        attach(survivor, new)
-        touch(survivor, ev)
-        local outcome = 'matched'
-        if #merges > 0 then outcome = 'merged' end
-        result = {survivor, outcome, 0, merges, dropped}
-        break
+  local limits = limits
+  if ev.al then
+    -- an alias: its previousId (typed anonymous_id) is a known userId when only that is indexed;
+    -- an explicit link, so the per-type limits do not refuse it (the caps still apply)
+    limits = {}
+    if redis.call('EXISTS', ikey('user_id', ev.al)) == 1 and redis.call('EXISTS', ikey('anonymous_id', ev.al)) == 0 then
+      for _, i in ipairs(ids) do
+        if i[1] == 'anonymous_id' and i[2] == ev.al then i[1] = 'user_id' end
       end
     end
   end
-  out[n] = result
+  local counts, total, nm, broken = {}, 0, 0, false
+  local matched, info, new = {}, {}, {}  -- info[pid]: {c, members, at: positions in ids}
+  local lives = {}  -- stored pid -> live pid, for this event (nothing is written while matching)
+  local kept = 0
+  for k, i in ipairs(ids) do
+    local t = i[1]
+    local pid = redis.call('GET', ikey(t, i[2]))
+    local joins = false
+    if pid then
+      local l = lives[pid]
+      if not l then l = live(pid); lives[pid] = l end
+      pid = l
+      joins = not info[pid]
+    end
+    local n_matched = #matched
+    local prof  -- the profile this identifier joins, read once
+    if not pid then
+      local n = (counts[t] or 0) + 1
+      counts[t] = n
+      total = total + 1
+      if limits[t] and n > limits[t] then broken = true end
+    elseif joins then
+      local members = redis.call('SMEMBERS', pkey(pid) .. ':ids')
+      local meta = redis.call('HMGET', pkey(pid), 'c', 'nm')
+      prof = {c = tonumber(meta[1]), members = members, at = {}}
+      for _, m in ipairs(members) do
+        local mt = string.match(m, '^([^:]+):')
+        local n = (counts[mt] or 0) + 1
+        counts[mt] = n
+        if limits[mt] and n > limits[mt] then broken = true end
+      end
+      total = total + #members
+      nm = nm + tonumber(meta[2] or '0')
+      n_matched = n_matched + 1
+    end
+    if total > rules.max_ids or (n_matched > 0 and nm + n_matched - 1 > rules.max_merges) then broken = true end
+    if broken and k > 1 then break end
+    kept = k
+    if not pid then
+      table.insert(new, i)
+    else
+      if joins then info[pid] = prof; table.insert(matched, pid) end
+      table.insert(info[pid].at, k)
+    end
+  end
+  local dropped = {}
+  for k = #ids, kept + 1, -1 do table.insert(dropped, ids[k]) end
+
+  if #matched == 0 then
+    local pid = 'p_' .. string.sub(redis.sha1hex(ev.m .. '|' .. ids[1][1] .. ':' .. ids[1][2]), 1, 24)
+    redis.call('HSET', pkey(pid), 'c', ev.ts, 'fs', ev.ts, 'ls', ev.ts, 'nm', 0)
+    attach(pid, new)
+    touch(pid, ev)
+    return {pid, 'new', 1, {}, dropped}
+  end
+  local survivor, sc = nil, nil
+  for _, m in ipairs(matched) do
+    local c = info[m].c
+    if survivor == nil or c < sc or (c == sc and m < survivor) then survivor, sc = m, c end
+  end
+  local merges = {}
+  local sat = info[survivor].at
+  for _, absorbed in ipairs(matched) do
+    if absorbed ~= survivor then
+      -- the identifiers of the absorbed profile or the survivor, in ids order: merge two sorted lists
+      local aat, linking, x, y = info[absorbed].at, {}, 1, 1
+      while x <= #aat or y <= #sat do
+        if y > #sat or (x <= #aat and aat[x] < sat[y]) then
+          table.insert(linking, ids[aat[x]]); x = x + 1
+        else
+          table.insert(linking, ids[sat[y]]); y = y + 1
+        end
+      end
+      merge(survivor, absorbed, info[absorbed].members, linking, ev.ts)
+      table.insert(merges, {survivor, absorbed, linking, ev.ts})
+    end
+  end
+  attach(survivor, new)
+  touch(survivor, ev)
+  local outcome = 'matched'
+  if #merges > 0 then outcome = 'merged' end
+  return {survivor, outcome, 0, merges, dropped}
 end
-return cjson.encode(out)
+
+-- Memos: {G}:r:<m>|<src> holds an occurrence's result; {G}:p:<pid>:r (zset: occurrence -> expiry
+-- ms) lists the memos of the events a profile resolved, so erasing the profile erases them too.
+local now_ms
+local function remember(ev, pid, encoded)
+  local occ = ev.m .. '|' .. ev.src
+  redis.call('SET', G .. ':r:' .. occ, encoded, 'EX', memo_ttl)
+  if not now_ms then
+    local t = redis.call('TIME')
+    now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  local idx = pkey(pid) .. ':r'
+  redis.call('ZREMRANGEBYSCORE', idx, '-inf', now_ms)
+  redis.call('ZADD', idx, now_ms + memo_ttl * 1000, occ)
+  redis.call('EXPIRE', idx, memo_ttl)
+end
+
+local out = {}
+for n, ev in ipairs(batch) do
+  local src = ev.src
+  if src == '' then src = nil end
+  local memo = src and redis.call('GET', G .. ':r:' .. ev.m .. '|' .. src)
+  if memo then
+    out[n] = memo  -- verbatim: nothing is applied again
+  else
+    local result = resolve_one(ev)
+    out[n] = cjson.encode(result)
+    if src and (result[2] ~= 'matched' or #result[5] > 0) then remember(ev, result[1], out[n]) end
+  end
+end
+return '[' .. table.concat(out, ',') .. ']'

@@ -6,7 +6,14 @@ shapes), ``errors`` (the closed set of dead-letter codes), ``dedupe`` (``message
 
 from streams.intake.dedupe import DedupeStore, MemoryDedupeStore, RedisDedupeStore
 from streams.intake.errors import DeadLetter, ErrorCode
-from streams.intake.normalize import CONSENT_EVENT, Intake, IntakeConfig, ms_to_iso, parse_time_ms
+from streams.intake.normalize import (
+    CONSENT_EVENT,
+    Intake,
+    IntakeConfig,
+    json_too_deep,
+    ms_to_iso,
+    parse_time_ms,
+)
 
 __all__ = [
     "CONSENT_EVENT",
@@ -17,6 +24,7 @@ __all__ = [
     "IntakeConfig",
     "MemoryDedupeStore",
     "RedisDedupeStore",
+    "json_too_deep",
     "ms_to_iso",
     "parse_time_ms",
 ]

@@ -60,9 +60,9 @@ def _prefs_error(where: str, prefs: Any) -> str | None:
         return f"{where} must be an object of category -> true/false, got {type(prefs).__name__}"
     for cat, granted in prefs.items():
         if not isinstance(granted, bool):
-            return f"{where}.{cat} must be true or false, got {type(granted).__name__}"
+            return f"{where} values must be true or false"  # never the category: it is input
         if not snake(cat):
-            return f"{where} has a category name with no letters or digits: {cat!r}"
+            return f"{where} category names must have letters or digits"
     return None
 
 

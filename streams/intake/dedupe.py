@@ -1,4 +1,5 @@
-"""``messageId`` dedupe within a TTL (24 h by default): one Redis script call per batch.
+"""``messageId`` dedupe within a TTL (24 h by default): one Redis script call per batch
+(on a Redis Cluster: one per hash-tag bucket, in one pipeline).
 
 The marker stores the source coordinate (topic/partition/offset) that first claimed the
 id, so a *redelivery* of that same record after a crash is not mistaken for a duplicate
@@ -7,35 +8,49 @@ id, so a *redelivery* of that same record after a crash is not mistaken for a du
 
 from __future__ import annotations
 
+import functools
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from streams import redis_io
-from streams.constants import Keys
+from streams.constants import Keys, dedupe_bucket
 
+# KEYS: the markers, in order; ARGV: the TTL, then the coordinate of each key.
 _CHECK = """
 local out = {}
 local ttl = tonumber(ARGV[1])
-for j = 2, #ARGV, 2 do
-  local key = KEYS[1] .. ':' .. ARGV[j]
-  local ok = redis.call('SET', key, ARGV[j + 1], 'NX', 'EX', ttl)
-  if ok then
-    table.insert(out, 1)
-  elseif redis.call('GET', key) == ARGV[j + 1] then
-    table.insert(out, 1)
+for j = 1, #KEYS do
+  if redis.call('SET', KEYS[j], ARGV[j + 1], 'NX', 'EX', ttl) then
+    out[j] = 1
+  elseif redis.call('GET', KEYS[j]) == ARGV[j + 1] then
+    out[j] = 1
   else
-    table.insert(out, 0)
+    out[j] = 0
   end
 end
 return out
 """
 
 
+# Delete a marker only if it still holds this coordinate (another occurrence's claim stays).
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
 class DedupeStore(ABC):
     """Remembers which source coordinate first claimed each ``messageId``, for a TTL."""
+
+    @abstractmethod
+    async def release(self, items: Sequence[tuple[str, str]]) -> None:
+        """Give up the claims of these ``(message_id, coordinate)`` pairs, where the coordinate
+        still holds them: the record was dead-lettered after its check, so a replay of it from
+        the dead-letter topic (another coordinate) must not count as a duplicate."""
 
     @abstractmethod
     async def check(self, items: Sequence[tuple[str, str]]) -> list[bool]:
@@ -69,6 +84,11 @@ class MemoryDedupeStore(DedupeStore):
                 out.append(prev[0] == coord)
         return out
 
+    async def release(self, items: Sequence[tuple[str, str]]) -> None:
+        for mid, coord in items:
+            if self.seen.get(mid, ("",))[0] == coord:
+                del self.seen[mid]
+
     def _expire(self, now: float) -> None:
         if self.ttl is None:
             return
@@ -80,16 +100,63 @@ class MemoryDedupeStore(DedupeStore):
 
 
 class RedisDedupeStore(DedupeStore):
-    def __init__(self, client: aioredis.Redis, keys: Keys, ttl_seconds: int) -> None:
+    """Markers ``{P:dd:<bucket>}:<messageId>``, spread over ``DEDUPE_BUCKETS`` hash tags.
+
+    One server: one script call per batch, whatever the buckets. Cluster: a script may touch
+    one slot only, so one call per bucket present in the batch, all in one pipeline (redis-py
+    sends one pipeline per primary, concurrently). A messageId always lands in one bucket, so
+    its occurrences in a batch meet in one call, in order: the first claim wins as on one server.
+    """
+
+    def __init__(self, client: redis_io.Client, keys: Keys, ttl_seconds: int) -> None:
         self.keys = keys
         self.ttl = ttl_seconds
         self._check = client.register_script(_CHECK)
+        self._cluster = client if isinstance(client, aioredis.RedisCluster) else None
+        self._release = client.register_script(_RELEASE)
+
+    async def release(self, items: Sequence[tuple[str, str]]) -> None:
+        for mid, coord in items:  # rare (records dead-lettered after the check): one call each
+            call = functools.partial(self._release, keys=[self.keys.dedupe(mid)], args=[coord])
+            await redis_io.call("dedupe.release", call)
 
     async def check(self, items: Sequence[tuple[str, str]]) -> list[bool]:
         if not items:
             return []
-        args: list[str | int] = [self.ttl]
-        for mid, coord in items:
-            args += [mid, coord]
-        res = await redis_io.call("dedupe", lambda: self._check(keys=[self.keys.dedupe_tag], args=args))
+        if self._cluster is not None:
+            return await redis_io.call("dedupe", lambda: self._check_buckets(items))
+        keys = [self.keys.dedupe(mid) for mid, _ in items]
+        args: list[str | int] = [self.ttl, *(coord for _, coord in items)]
+        res = await redis_io.call("dedupe", lambda: self._check(keys=keys, args=args))
         return [bool(x) for x in res]
+
+    async def _check_buckets(self, items: Sequence[tuple[str, str]]) -> list[bool]:
+        assert self._cluster is not None
+        buckets: dict[int, list[int]] = {}
+        for n, (mid, _) in enumerate(items):
+            buckets.setdefault(dedupe_bucket(mid), []).append(n)
+        out = [False] * len(items)
+        todo = list(buckets.values())
+        for _ in range(3):
+            pipe = self._cluster.pipeline(transaction=False)
+            for idx in todo:
+                # by name, EVALSHA is blocked on redis-py's cluster pipeline (it cannot load a
+                # missing script there); routed by its KEYS it works, and NOSCRIPT is handled below
+                keys = [self.keys.dedupe(items[n][0]) for n in idx]
+                pipe.execute_command(
+                    "EVALSHA", self._check.sha, len(idx), *keys, self.ttl, *[items[n][1] for n in idx]
+                )
+            missing = []
+            for idx, res in zip(todo, await pipe.execute(raise_on_error=False), strict=True):
+                if isinstance(res, NoScriptError):  # a primary that never saw it (new, or failed over)
+                    missing.append(idx)
+                elif isinstance(res, BaseException):
+                    raise res  # redis_io.call decides: wait it out, or a bug
+                else:
+                    for n, x in zip(idx, res, strict=True):
+                        out[n] = bool(x)
+            if not missing:
+                return out
+            await self._cluster.script_load(_CHECK)  # to every primary
+            todo = missing
+        raise NoScriptError("dedupe script still missing on a primary after loading it 3 times")

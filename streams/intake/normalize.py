@@ -1,12 +1,16 @@
 """Raw bytes -> :class:`~streams.model.Event` or :class:`~streams.intake.errors.DeadLetter`.
 
 Pure functions: no Kafka, no Redis. :meth:`Intake.parse` is total: whatever the bytes, it
-returns exactly one of the two, and a bug of ours becomes an ``internal`` dead letter.
+returns exactly one of the two, and a bug of ours becomes a ``processing_error`` dead letter
+(stage ``intake.parse``).
 
 The checks, in order (the first failing one names the dead letter's code):
 
 1. size: ``empty``, ``too_large`` (``max_event_bytes``, 32 KB by default)
-2. syntax: ``not_json`` (not UTF-8 JSON), ``not_object``
+2. syntax: ``not_json`` (not UTF-8 JSON); ``too_deep`` (objects and arrays nested deeper than
+   ``max_depth``, 32 by default: checked right after parsing, before anything else walks the
+   document; orjson reads 1,024 levels but writes only 255, so a deeper event would crash
+   every ``dumps`` downstream); ``not_object``
 3. call: ``unknown_type`` (not one of the six Segment calls)
 4. field types: ``wrong_type`` (a Segment field, or one of our ``context`` extensions:
    ``channel``, ``externalIds``, ``traits``, ``device``, ``consent``, ``consentManagement``)
@@ -14,12 +18,16 @@ The checks, in order (the first failing one names the dead letter's code):
 6. per call: ``missing_field`` (track ``event``; alias ``userId`` and ``previousId``; the
    consent event's preferences)
 7. time: ``bad_timestamp`` (not ISO 8601, or before 1970)
-8. identity: ``missing_identity`` (no usable ``userId`` / ``anonymousId``: absent, or blocked)
+8. identity: ``too_many_identifiers`` (more usable identifiers than ``max_identifiers_per_event``,
+   50 by default, after normalization: userId, anonymousId, emails, phones, device id, each
+   valid ``externalIds`` entry); ``missing_identity`` (no usable ``userId`` / ``anonymousId``:
+   absent, or blocked)
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,12 +46,15 @@ from streams.intake.errors import DeadLetter, ErrorCode
 from streams.intake.segment import CALLS, SegmentMessage
 from streams.model import Event, Identifier, JSONDict, SourceRef
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "CONSENT_EVENT",
     "MAX_CHANNEL_LEN",
     "PURPOSE_ALIASES",
     "Intake",
     "IntakeConfig",
+    "json_too_deep",
     "ms_to_iso",
     "parse_time_ms",
     "purpose_of",
@@ -85,8 +96,62 @@ class IntakeConfig:
     max_properties: int = 300
     future_tolerance_ms: int = 24 * 3600 * 1000
     phone_default_region: str = "US"
+    #: Deepest nesting of objects and arrays accepted (the message itself is level 1).
+    max_depth: int = 32
+    #: Most usable identifiers in one event, after normalization.
+    max_identifiers_per_event: int = 50
     #: Added to :data:`~streams.constants.BLOCKED_IDENTIFIER_VALUES` (compared case-insensitively).
     blocked_values: frozenset[str] = BLOCKED_IDENTIFIER_VALUES
+
+
+def json_too_deep(doc: Any, limit: int) -> bool:
+    """Do objects and arrays in ``doc`` nest deeper than ``limit`` levels (``doc`` itself is level 1)?
+
+    Iterative (no recursion, whatever the depth); it descends only into objects and arrays (as
+    orjson builds them: plain ``dict`` and ``list``), never past ``limit``, and stops at the first
+    container too deep. Measured (timeit, CPython 3.11, 2 shared cores): ~5 us for a typical
+    1.3 KB track event (15 containers, ~60 values; ``orjson.loads`` of it ~4 us, the whole
+    ``Intake.parse`` ~32 us), ~5 us for a 1,000-deep one (it stops at level ``limit + 1``).
+    """
+    d, lst = dict, list
+    if type(doc) is not d and type(doc) is not lst:
+        return False
+    if limit < 1:
+        return True
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node, depth = pop()
+        for child in node.values() if type(node) is d else node:
+            t = type(child)
+            if t is d or t is lst:
+                if depth >= limit:
+                    return True
+                push((child, depth + 1))
+    return False
+
+
+#: SegmentMessage's fields (by alias) -> the rule a wrong value breaks, for ``wrong_type`` details.
+_FIELD_RULES = {
+    **{
+        f: f"{f} must be a string or an integer"
+        for f in ("messageId", "anonymousId", "userId", "previousId", "groupId")
+    },
+    **{f: f"{f} must be a string" for f in ("timestamp", "originalTimestamp", "sentAt", "receivedAt")},
+    **{f: f"{f} must be a string" for f in ("event", "name", "channel")},
+    **{f: f"{f} must be an object" for f in ("context", "properties", "traits", "integrations")},
+}
+
+
+def _json_kind(doc: Any) -> str:
+    """The JSON kind of a parsed document (never its value)."""
+    if doc is None:
+        return "null"
+    if isinstance(doc, bool):
+        return "a boolean"
+    if isinstance(doc, int | float):
+        return "a number"
+    return "a string" if isinstance(doc, str) else "an array"
 
 
 def _context_error(ctx: JSONDict) -> str | None:
@@ -134,7 +199,17 @@ class Intake:
         try:
             return self._parse(raw, key, source, now_ms, record_ts)
         except Exception as exc:  # a bug of ours: keep the event for a replay after the fix
-            return DeadLetter(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}", key, raw, source)
+            name = type(exc).__name__  # never the message: it can carry personal data
+            log.error("intake.parse failed on %s (%s); dead-lettered", source, name)
+            return DeadLetter(
+                ErrorCode.PROCESSING_ERROR,
+                f"intake.parse failed: {name}",
+                key,
+                raw,
+                source,
+                stage="intake.parse",
+                exception=name,
+            )
 
     def is_blocked(self, value: str) -> bool:
         """Is ``value`` never to be used as an identifier (``null``, ``-1``, all zeros, configured)?"""
@@ -170,25 +245,41 @@ class Intake:
         if not raw:
             return dead(ErrorCode.EMPTY, "message has no bytes")
         if len(raw) > self.config.max_event_bytes:
-            return dead(ErrorCode.TOO_LARGE, f"{len(raw)} bytes, the limit is {self.config.max_event_bytes}")
+            return dead(
+                ErrorCode.TOO_LARGE,
+                f"message is larger than the limit of {self.config.max_event_bytes} bytes",
+            )
+        limit = self.config.max_depth
         try:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            return dead(ErrorCode.NOT_JSON, f"not UTF-8 JSON: {exc}")
+            if "depth limit" in str(exc) or "ecursion limit" in str(exc):  # orjson reads 1,024 levels
+                return dead(ErrorCode.TOO_DEEP, f"message is nested over 1024 levels, the limit is {limit}")
+            # never orjson's text: a fixed sentence and the position, no input bytes
+            return dead(ErrorCode.NOT_JSON, f"message must be UTF-8 JSON (invalid at byte {exc.pos})")
+        # Right after parsing, before pydantic or anything else walks the document. For a message
+        # under 4 KB, counting '{' and '[' bytes first (~1.1 us at 1.3 KB, vs ~5 us for the walk)
+        # skips the walk when there are too few of them to nest that deep.
+        if (len(raw) > 4096 or raw.count(b"{") + raw.count(b"[") > limit) and json_too_deep(doc, limit):
+            return dead(
+                ErrorCode.TOO_DEEP, f"message has objects and arrays nested deeper than {limit} levels"
+            )
         if not isinstance(doc, dict):
-            return dead(ErrorCode.NOT_OBJECT, f"expected a JSON object, got {type(doc).__name__}")
+            return dead(ErrorCode.NOT_OBJECT, f"message must be a JSON object, not {_json_kind(doc)}")
         call = doc.get("type")
         if not isinstance(call, str) or call not in CALLS:
             return dead(
                 ErrorCode.UNKNOWN_TYPE,
-                f"type is {call!r}, expected one of identify, track, page, screen, group, alias",
+                "type must be one of identify, track, page, screen, group, alias",
             )
         try:
             msg = SegmentMessage.model_validate(doc)
         except ValidationError as exc:
+            # the field (one of SegmentMessage's, by its alias) and the rule, never pydantic's text
+            # (its messages and locations can quote the input)
             err = exc.errors()[0]
-            loc = ".".join(str(p) for p in err["loc"])
-            return dead(ErrorCode.WRONG_TYPE, f"{loc}: {err['msg']}")
+            field = str(err["loc"][0]) if err["loc"] else "message"
+            return dead(ErrorCode.WRONG_TYPE, _FIELD_RULES.get(field, f"{field} has the wrong type"))
         return self._normalize(msg, raw, dead, source, now_ms, record_ts)
 
     def _normalize(
@@ -214,7 +305,7 @@ class Intake:
         if count > self.config.max_properties:
             return dead(
                 ErrorCode.TOO_MANY_PROPERTIES,
-                f"{count} properties and traits, the limit is {self.config.max_properties}",
+                f"properties and traits together must have at most {self.config.max_properties} keys",
             )
         if msg.type == "track" and not (msg.event and msg.event.strip()):
             return dead(ErrorCode.MISSING_FIELD, "track needs a non-empty 'event'")
@@ -235,6 +326,12 @@ class Intake:
             return dead(ErrorCode.BAD_TIMESTAMP, str(exc))
 
         ids, has_identity = self._identifiers(msg, ctx, traits)
+        if len(ids) > self.config.max_identifiers_per_event:
+            return dead(
+                ErrorCode.TOO_MANY_IDENTIFIERS,
+                f"more than {self.config.max_identifiers_per_event} usable identifiers (userId, anonymousId, "
+                "emails, phones, device id, externalIds)",
+            )
         if not has_identity:
             return dead(
                 ErrorCode.MISSING_IDENTITY,
@@ -268,9 +365,9 @@ class Intake:
             try:
                 ms = parse_time_ms(v)
             except ValueError:
-                raise ValueError(f"{field}={v[:100]!r} is not an ISO 8601 time") from None
+                raise ValueError(f"{field} must be an ISO 8601 time") from None
             if not 0 <= ms <= _MAX_MS:
-                raise ValueError(f"{field}={v[:100]!r} is outside 1970-01-01 .. 9999-12-31")
+                raise ValueError(f"{field} must lie within 1970-01-01 .. 9999-12-31")
             return ms
 
         timestamp = t("timestamp", msg.timestamp)
@@ -284,8 +381,8 @@ class Intake:
             ts = received - (sent - original)  # Segment's clock-skew correction
             if ts < 0:
                 raise ValueError(
-                    "originalTimestamp, sentAt and receivedAt give an event time before 1970 "
-                    f"({msg.original_timestamp!r}, {msg.sent_at!r}, {msg.received_at!r})"
+                    "originalTimestamp, sentAt and receivedAt must give an event time after 1970 "
+                    "(receivedAt - (sentAt - originalTimestamp))"
                 )
         elif original is not None:
             ts = original
@@ -301,8 +398,12 @@ class Intake:
     def _identifiers(
         self, msg: SegmentMessage, ctx: JSONDict, traits: JSONDict
     ) -> tuple[tuple[Identifier, ...], bool]:
-        """Every usable identifier, and whether a usable ``userId`` / ``anonymousId`` is among them."""
+        """Every usable identifier, and whether a usable ``userId`` / ``anonymousId`` is among them.
+
+        Stops one past ``max_identifiers_per_event`` (the caller then dead-letters the event), so
+        1,000 ``externalIds`` cost no more than the limit's worth of normalization."""
         out: dict[tuple[str, str], None] = {}
+        cap = self.config.max_identifiers_per_event
 
         def add(type_: str, value: Any) -> bool:
             if isinstance(value, bool) or not isinstance(value, str | int):
@@ -331,6 +432,8 @@ class Intake:
         if isinstance(device, dict):
             add("device_id", device.get("id"))
         for item in ctx.get("externalIds") or ():
+            if len(out) > cap:
+                break
             add(snake(item["type"]), item["id"])  # shape checked in _context_error
         return tuple(Identifier(t, v) for t, v in out), has_identity
 

@@ -8,6 +8,7 @@
 ``merge``  profile ``pid`` was absorbed into ``into``: hand its state over
 ``hand``   the state of absorbed profile ``from``, for survivor ``pid``
 ``wm``     watermark marker: source partition ``src`` has seen event time up to ``wm``
+``idle``   source partition ``src`` is read to its end by its owner (see :mod:`streams.engine.clock`)
 ``erase``  profile ``pid`` is erased: drop its state and timers
 =========  ============================================================================
 """
@@ -34,6 +35,12 @@ def event_record(pid: str, event: Event, rx: int) -> bytes:
     return dumps({"k": "ev", "pid": pid, "ev": event.to_dict(), "rx": rx})
 
 
+def event_record_raw(pid: str, event_json: bytes, rx: int) -> bytes:
+    """:func:`event_record` from the event already serialized (``dumps(event.to_dict())``):
+    the same bytes, without serializing the event twice."""
+    return b'{"ev":' + event_json + b',"k":"ev","pid":' + dumps(pid) + b',"rx":' + str(rx).encode() + b"}"
+
+
 def expect_record(survivor: str, absorbed: str, ts: int) -> bytes:
     return dumps({"k": "expect", "pid": survivor, "from": absorbed, "ts": ts})
 
@@ -48,6 +55,10 @@ def handoff_record(survivor: str, absorbed: str, state: JSONDict, ts: int) -> by
 
 def watermark_record(source: int, wm: int) -> bytes:
     return dumps({"k": "wm", "src": source, "wm": wm})
+
+
+def idle_record(source: int) -> bytes:
+    return dumps({"k": "idle", "src": source})
 
 
 def erase_record(pid: str) -> bytes:

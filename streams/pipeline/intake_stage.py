@@ -1,8 +1,19 @@
 """Stage 1, on ``cx.events.raw``: validate, dedupe, resolve identity, re-key by profile.
 
 One call per batch; one Redis script call for dedupe and one for identity per batch.
-Never raises on input: a bad event becomes a dead letter, a bug of ours an ``internal``
-dead letter (the event is kept for replay after the fix).
+Never raises on a record. A bad event becomes a dead letter with its code. A record our own
+code fails on (anything raised that is not an outage or a configuration error) is
+dead-lettered on its own with ``cx-error-code: processing_error``, the stage and the
+exception class, and the rest of the batch goes on:
+
+* everything that can fail on a record's content (parsing, limits, pseudonymization,
+  serialization of the envelope) runs per record *before* any Redis write;
+* if a batch call to Redis fails for a reason other than an outage, the batch is retried
+  one record at a time, and only the record that fails is dead-lettered;
+* the writes that did happen for a failed record cannot change its retry or replay: dedupe
+  markers remember the source coordinate (a redelivery is not a duplicate) and identity
+  resolution remembers its result per occurrence (a retry reports the same profile,
+  creation and merges).
 """
 
 from __future__ import annotations
@@ -15,10 +26,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from streams import metrics
+from streams.exceptions import FatalError
 from streams.identity.base import ERASURE_EVENT, IdentityStore, Resolution, ResolveRequest
 from streams.intake import DeadLetter, ErrorCode, Intake
 from streams.intake.dedupe import DedupeStore
-from streams.model import Event, Identifier, SourceRef
+from streams.model import Event, Identifier, SourceRef, dumps
 from streams.pipeline import envelope
 from streams.pipeline.records import InRecord, OutRecord
 from streams.sinks import records
@@ -37,6 +49,23 @@ class IntakeTopics:
 
 
 @dataclass(frozen=True, slots=True)
+class Failed:
+    """Our code failed on this record: it is dead-lettered on its own."""
+
+    exc: Exception
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A parsed event on its way through the stage, with its record and serialized form."""
+
+    rec: InRecord
+    ev: Event
+    #: ``ev.to_dict()`` serialized once, before any Redis write (it cannot fail later)
+    raw: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Erasure:
     """What an erasure request erased: live profile id -> every profile id erased with it."""
 
@@ -45,6 +74,14 @@ class Erasure:
 
 def is_erasure(ev: Event) -> bool:
     return ev.call == "track" and ev.name == ERASURE_EVENT
+
+
+def _alias_of(ev: Event) -> str:
+    """An alias's previousId, as intake typed it (``anonymous_id``, trimmed); '' for other calls."""
+    if ev.call != "alias" or not ev.previous_id:
+        return ""
+    prev = ev.previous_id.strip()
+    return prev if Identifier("anonymous_id", prev) in ev.identifiers else ""
 
 
 def pseudonymize(pepper: bytes, identifier: Identifier) -> Identifier:
@@ -73,16 +110,40 @@ class IntakeStage:
         self.topics = topics
         self.pepper = pepper
         self.marks: dict[int, int] = {}  # source partition -> highest event time seen
+        self.active: dict[int, int] = {}  # source partition -> wall ms it last brought a record
 
     def _parse(self, rec: InRecord, now_ms: int) -> Event | DeadLetter:
         src = SourceRef(rec.topic, rec.partition, rec.offset)
         try:
             return self.intake.parse(rec.value, rec.key, src, now_ms, rec.timestamp)
         except Exception as exc:  # a bug of ours: keep the event, say so
-            log.exception("intake failed on %s", src)
-            return DeadLetter(
-                ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}", rec.key, rec.value or b"", src
-            )
+            return self._failed(rec, exc, "intake.parse")
+
+    def _failed(self, rec: InRecord, exc: Exception, stage: str) -> DeadLetter:
+        if isinstance(exc, FatalError):
+            raise exc
+        name = type(exc).__name__
+        log.error(
+            "%s failed on %s/%s/%s (%s); dead-lettered, the batch went on",
+            stage,
+            rec.topic,
+            rec.partition,
+            rec.offset,
+            name,
+        )
+        return DeadLetter(
+            ErrorCode.PROCESSING_ERROR,
+            f"{stage} raised {name}",
+            rec.key,
+            rec.value or b"",
+            SourceRef(rec.topic, rec.partition, rec.offset),
+            stage=stage,
+            exception=name,
+        )
+
+    def _dead_letter(self, dl: DeadLetter) -> OutRecord:
+        metrics.DEADLETTERED.labels(dl.code.value).inc()
+        return OutRecord(self.topics.deadletter, dl.key, dl.value, None, dl.headers())
 
     def _private(self, ev: Event) -> Event:
         if self.pepper is None:
@@ -92,101 +153,210 @@ class IntakeStage:
             ev, identifiers=tuple(pseudonymize(self.pepper, i) for i in ev.identifiers), traits=traits
         )
 
+    def _prepare(self, rec: InRecord, ev: Event) -> Pending:
+        """Everything that can fail on the record's content, before anything is written."""
+        ev = self._private(ev)
+        raw = dumps(ev.to_dict())
+        if ev.traits:
+            dumps(ev.traits)  # what the identity store sends to Redis
+        return Pending(rec, ev, raw)
+
     async def process(self, batch: Sequence[InRecord], now_ms: int) -> list[OutRecord]:
         out: list[OutRecord] = []
-        events: list[Event] = []
-        advanced: dict[int, int] = {}
+        pending: list[Pending] = []
+        seen: dict[int, int] = {}  # source partition -> highest event time in this batch
         for rec in batch:
+            self.active[rec.partition] = now_ms
             parsed = self._parse(rec, now_ms)
-            if isinstance(parsed, DeadLetter):
-                metrics.DEADLETTERED.labels(parsed.code.value).inc()
-                out.append(
-                    OutRecord(self.topics.deadletter, parsed.key, parsed.value, None, parsed.headers())
-                )
-                continue
-            metrics.EVENTS_IN.labels(metrics.channel_label(parsed.channel), parsed.call).inc()
-            if parsed.ts > self.marks.get(rec.partition, -(2**62)):
-                self.marks[rec.partition] = advanced[rec.partition] = parsed.ts
-            events.append(parsed)
+            if isinstance(parsed, Event):
+                try:
+                    p = self._prepare(rec, parsed)
+                except Exception as exc:
+                    parsed = self._failed(rec, exc, "intake")
+                else:
+                    metrics.EVENTS_IN.labels(metrics.channel_label(parsed.channel), parsed.call).inc()
+                    seen[rec.partition] = max(seen.get(rec.partition, parsed.ts), parsed.ts)
+                    pending.append(p)
+                    continue
+            out.append(self._dead_letter(parsed))
 
-        fresh = await self.dedupe.check([(e.message_id, str(e.source)) for e in events])
-        kept = [self._private(e) for e, ok in zip(events, fresh, strict=True) if ok]
-        metrics.DUPLICATES.inc(len(events) - len(kept))
+        fresh = await self._dedupe(pending)
+        kept: list[Pending] = []
+        for p, ok in zip(pending, fresh, strict=True):
+            if isinstance(ok, Failed):
+                out.append(self._dead_letter(self._failed(p.rec, ok.exc, "intake.dedupe")))
+            elif ok:
+                kept.append(p)
+        metrics.DUPLICATES.inc(sum(1 for ok in fresh if ok is False))
 
         resolutions = await self._resolve(kept)
-        for ev, res in zip(kept, resolutions, strict=True):
-            if isinstance(res, Erasure):
-                out += self._erasure_records(ev, res)
+        released: list[Pending] = []
+        for p, res in zip(kept, resolutions, strict=True):
+            if isinstance(res, Failed):
+                out.append(self._dead_letter(self._failed(p.rec, res.exc, "intake.identity")))
+                released.append(p)
                 continue
-            metrics.IDENTITY_OUTCOMES.labels(res.outcome).inc()
-            if res.dropped:
-                metrics.IDENTITY_OUTCOMES.labels("limit_hit").inc()
-            if res.created:
-                metrics.PROFILE_CHANGES.labels("created").inc()
-                k, v = records.identity_created(res.profile_id, ev.ts, ev.message_id)
-                out.append(OutRecord(self.topics.identity_changes, k, v))
-            for m in res.merges:
-                metrics.PROFILE_CHANGES.labels("merged").inc()
-                k, v = records.identity_merged(m, ev.message_id)
-                out.append(OutRecord(self.topics.identity_changes, k, v))
-                # The survivor's partition learns of the hand-off in-band, before the watermark
-                # that follows this batch: it holds the survivor's events and timers until the
-                # absorbed state arrives, so no decision is taken on half a person.
-                out.append(
-                    envelope.to_profile(
-                        self.topics.profiled,
-                        m.survivor,
-                        envelope.expect_record(m.survivor, m.absorbed, m.ts),
-                        self.partitions,
-                    )
-                )
-                out.append(
-                    envelope.to_profile(
-                        self.topics.profiled,
-                        m.absorbed,
-                        envelope.merge_record(m.absorbed, m.survivor, m.ts),
-                        self.partitions,
-                    )
-                )
+            try:
+                recs = self._records(p, res, now_ms)
+            except Exception as exc:
+                out.append(self._dead_letter(self._failed(p.rec, exc, "intake")))
+                released.append(p)
+                continue
+            out += recs
+        if released:  # a replay of them from the dead-letter topic must not be a duplicate
+            try:
+                await self.dedupe.release([(p.ev.message_id, str(p.ev.source)) for p in released])
+            except FatalError:
+                raise
+            except Exception as exc:
+                log.error("could not release dedupe claims of dead letters (%s)", type(exc).__name__)
+        # Watermark markers go after the batch's events: on every partition, a marker only
+        # follows the events it vouches for. Sent for every source partition the batch read,
+        # even without an advance, so a batch that is processed again (a failed produce)
+        # sends its markers again.
+        for src, ts in sorted(seen.items()):
+            wm = self.marks[src] = max(self.marks.get(src, ts), ts)
+            value = envelope.watermark_record(src, wm)
+            for part in range(self.partitions):
+                out.append(OutRecord(self.topics.profiled, None, value, part))
+        return out
+
+    def idle_markers(self, sources: Sequence[int], now_ms: int, quiet_ms: int) -> list[OutRecord]:
+        """Idle markers for the source partitions this worker has read to their end and that
+        brought no record for ``quiet_ms``, to every repartition partition (the event clock may
+        then stop waiting for them; a source that is still busy is not idle anyway)."""
+        out: list[OutRecord] = []
+        for src in sorted(sources):
+            if now_ms - self.active.get(src, -(2**62)) < quiet_ms:
+                continue
+            value = envelope.idle_record(src)
+            out += [OutRecord(self.topics.profiled, None, value, part) for part in range(self.partitions)]
+        return out
+
+    def _records(self, p: Pending, res: Resolution | Erasure, now_ms: int) -> list[OutRecord]:
+        ev = p.ev
+        if isinstance(res, Erasure):
+            return self._erasure_records(ev, res)
+        out: list[OutRecord] = []
+        metrics.IDENTITY_OUTCOMES.labels(res.outcome).inc()
+        if res.dropped:
+            metrics.IDENTITY_OUTCOMES.labels("limit_hit").inc()
+        if res.created:
+            metrics.PROFILE_CHANGES.labels("created").inc()
+            k, v = records.identity_created(res.profile_id, ev.ts, ev.message_id)
+            out.append(OutRecord(self.topics.identity_changes, k, v))
+        for m in res.merges:
+            metrics.PROFILE_CHANGES.labels("merged").inc()
+            k, v = records.identity_merged(m, ev.message_id)
+            out.append(OutRecord(self.topics.identity_changes, k, v))
+            # The survivor's partition learns of the hand-off in-band, before the watermark
+            # that follows this batch: it holds the survivor's events and timers until the
+            # absorbed state arrives, so no decision is taken on half a person.
             out.append(
                 envelope.to_profile(
                     self.topics.profiled,
-                    res.profile_id,
-                    envelope.event_record(res.profile_id, ev, now_ms),
+                    m.survivor,
+                    envelope.expect_record(m.survivor, m.absorbed, m.ts),
                     self.partitions,
                 )
             )
-        # Watermark markers go after the batch's events: on every partition, a marker
-        # only follows the events it vouches for.
-        for src, wm in sorted(advanced.items()):
-            value = envelope.watermark_record(src, wm)
-            for p in range(self.partitions):
-                out.append(OutRecord(self.topics.profiled, None, value, p))
+            out.append(
+                envelope.to_profile(
+                    self.topics.profiled,
+                    m.absorbed,
+                    envelope.merge_record(m.absorbed, m.survivor, m.ts),
+                    self.partitions,
+                )
+            )
+        out.append(
+            envelope.to_profile(
+                self.topics.profiled,
+                res.profile_id,
+                envelope.event_record_raw(res.profile_id, p.raw, now_ms),
+                self.partitions,
+            )
+        )
         return out
 
+    # ------------------------------------------------------------------ Redis, isolated
+    async def _dedupe(self, pending: Sequence[Pending]) -> list[bool | Failed]:
+        items = [(p.ev.message_id, str(p.ev.source)) for p in pending]
+        try:
+            return list(await self.dedupe.check(items))
+        except FatalError:
+            raise
+        except Exception as exc:  # not an outage (those are waited out inside): find the record
+            log.error("dedupe failed on a batch (%s); checking its records one by one", type(exc).__name__)
+        out: list[bool | Failed] = []
+        for item in items:
+            try:
+                out.append((await self.dedupe.check([item]))[0])
+            except FatalError:
+                raise
+            except Exception as exc:
+                out.append(Failed(exc))
+        return out
+
+    async def _resolve_run(self, run: Sequence[Event]) -> list[Resolution | Failed]:
+        reqs = [
+            ResolveRequest(
+                e.message_id,
+                e.ts,
+                e.channel,
+                e.identifiers,
+                e.traits,
+                source=str(e.source),
+                alias_of=_alias_of(e),
+            )
+            for e in run
+        ]
+        try:
+            return list(await self.identity.resolve(reqs))
+        except FatalError:
+            raise
+        except Exception as exc:  # not an outage: resolve one by one (results are remembered per
+            # occurrence, so the events the failed call did resolve get the same answer again)
+            log.error("identity failed on a batch (%s); resolving its events one by one", type(exc).__name__)
+        out: list[Resolution | Failed] = []
+        for r in reqs:
+            try:
+                out += await self.identity.resolve([r])
+            except FatalError:
+                raise
+            except Exception as exc:
+                out.append(Failed(exc))
+        return out
+
+    async def _erase(self, ev: Event) -> Erasure | Failed:
+        try:
+            erased: dict[str, list[str]] = {}
+            for ident in ev.identifiers:  # every profile the requester's identifiers lead to
+                pid = await self.identity.lookup(ident)
+                if pid is not None and pid not in erased:
+                    erased[pid] = await self.identity.forget(pid)
+            return Erasure(erased)
+        except FatalError:
+            raise
+        except Exception as exc:
+            return Failed(exc)
+
     # ------------------------------------------------------------------ erasure requests
-    async def _resolve(self, kept: Sequence[Event]) -> list[Resolution | Erasure]:
+    async def _resolve(self, kept: Sequence[Pending]) -> list[Resolution | Erasure | Failed]:
         """Resolve in batch order. An erasure request splits the batch: the events before it are
         resolved first (and erased with the profile), the events after it start afresh, whatever
         the batch boundaries. Without erasures this is still one script call per batch."""
-        done: list[Resolution | Erasure] = []
+        done: list[Resolution | Erasure | Failed] = []
         run: list[Event] = []
-        for ev in [*kept, None]:
+        for p in [*kept, None]:
+            ev = p.ev if p is not None else None
             if ev is not None and not is_erasure(ev):
                 run.append(ev)
                 continue
             if run:
-                done += await self.identity.resolve(
-                    [ResolveRequest(e.message_id, e.ts, e.channel, e.identifiers, e.traits) for e in run]
-                )
+                done += await self._resolve_run(run)
                 run = []
             if ev is not None:
-                erased: dict[str, list[str]] = {}
-                for ident in ev.identifiers:  # every profile the requester's identifiers lead to
-                    pid = await self.identity.lookup(ident)
-                    if pid is not None and pid not in erased:
-                        erased[pid] = await self.identity.forget(pid)
-                done.append(Erasure(erased))
+                done.append(await self._erase(ev))
         return done
 
     def _erasure_records(self, ev: Event, res: Erasure) -> list[OutRecord]:

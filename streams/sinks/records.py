@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 
 from streams.constants import CLOUDEVENTS_CONTENT_TYPE, CLOUDEVENTS_SPEC
-from streams.engine.runner import Fired
+from streams.engine.runner import Fired, RuleFailure
 from streams.identity.base import Merge
 from streams.intake.normalize import ms_to_iso
 from streams.model import JSONDict, dumps
@@ -52,7 +52,10 @@ def activation(f: Fired, policy_version: str) -> tuple[bytes, bytes, list[tuple[
             "context": f.spec.context,
         },
     }
-    headers = [("content-type", CLOUDEVENTS_CONTENT_TYPE.encode()), ("ce-id", tid.encode())]
+    # Structured mode: the event is the value; the only header is its content type. No `ce-id`:
+    # the Kafka binding names optional structured-mode headers `ce_*`, and the official SDK's
+    # reader takes `ce-id` for an attribute and then fails to validate the event.
+    headers = [("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())]
     return f.profile_id.encode(), dumps(ce), headers
 
 
@@ -79,6 +82,31 @@ def decision(f: Fired, policy_version: str) -> tuple[bytes, bytes]:
             {"channel": r.channel, "reason": r.reason.value, "detail": r.detail} for r in f.verdict.refused
         ],
         "context": f.spec.context,
+    }
+    return f.profile_id.encode(), dumps(rec)
+
+
+def error_decision(f: RuleFailure, policy_version: str, region: str) -> tuple[bytes, bytes]:
+    """The audit record of a decision that could not be taken: a rule failed on an event, a
+    merge or (after its last attempt) a timer. Deterministic like every decision: the same
+    failure on a replay gives the same id."""
+    rule = f.rule
+    tid = trigger_id(rule.name, rule.version, f"error|{f.method}|{f.target}")
+    rec: JSONDict = {
+        "id": tid,
+        "triggerId": tid,
+        "outcome": "error",
+        "profileId": f.profile_id,
+        "rule": {"name": rule.name, "version": rule.version},
+        "type": f"cx.trigger.{rule.trigger_name}",
+        "time": ms_to_iso(f.time),
+        "purpose": rule.purpose,
+        "region": region,
+        "policyVersion": policy_version,
+        "allowed": [],
+        "refused": [],
+        "context": {},
+        "error": {"rule": rule.name, "method": f.method, "on": f.target, "exception": f.exception},
     }
     return f.profile_id.encode(), dumps(rec)
 

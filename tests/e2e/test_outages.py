@@ -2,89 +2,28 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import orjson
 import pytest
-from helpers import consume, json_values, produce, running_worker
+from helpers import OwnRedis, consume, json_values, loan_checks, produce, running_worker
 
-from streams.intake import ms_to_iso
 from streams.settings import Settings
 from streams.sinks.records import trigger_id
-from streams.stack import _wait_redis, free_port, redis_binary
 from streams.testing import at
 
 pytestmark = pytest.mark.stack
-DAY = 86_400_000
-
-
-class OwnRedis:
-    """A redis-server of this test alone, with an append-only file so a restart keeps the data."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                redis_binary(),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        _wait_redis(self.port, 10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
 
 
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    r = OwnRedis(tmp_path)
+    r = OwnRedis(tmp_path, durable=True)
     r.start()
     try:
         yield r
     finally:
         r.stop()
-
-
-def loan_checks(user: str, start: int) -> list[tuple[bytes, bytes]]:
-    out = []
-    for i in range(3):
-        ev = {
-            "type": "track",
-            "event": "Loan Eligibility Checked",
-            "messageId": f"{user}-c{i}",
-            "userId": user,
-            "timestamp": ms_to_iso(start + i * DAY),
-            "properties": {"product": "auto_loan"},
-            "context": {
-                "channel": "web",
-                "location": {"country": "US"},
-                "traits": {"email": f"{user}@example.com"},
-            },
-        }
-        out.append((user.encode(), orjson.dumps(ev)))
-    return out
 
 
 def test_a_redis_outage_delays_triggers_but_loses_none(

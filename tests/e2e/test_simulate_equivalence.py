@@ -8,42 +8,14 @@ from pathlib import Path
 
 import orjson
 import pytest
-from helpers import consume, running_worker
+from helpers import consume, person_keys, running_worker
 
 from streams.demo import DEMO_FILE
-from streams.intake import Intake
-from streams.model import SourceRef
-from streams.replay import lines, replay_file
+from streams.replay import replay_file
 from streams.settings import Settings
 from streams.simulate import simulate_file
 
 pytestmark = pytest.mark.stack
-
-
-def person_keys(path: Path) -> dict[bytes, bytes]:
-    """Line -> a key shared by all events of one person (identifiers linked by union-find).
-
-    Producing a person's events under one key keeps them in file order on one partition,
-    which is what 'the same input' means for the order-dependent part of identity: which
-    event of a person creates the profile (and so names it).
-    """
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        while parent.setdefault(x, x) != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    intake = Intake()
-    ids_of: dict[bytes, list[str]] = {}
-    for n, line in enumerate(lines(path)):
-        ev = intake.parse(line, None, SourceRef("f", 0, n), 2**62)
-        ids = [str(i) for i in getattr(ev, "identifiers", ())]
-        ids_of[line] = ids
-        for other in ids[1:]:
-            parent[find(other)] = find(ids[0])
-    return {line: find(ids[0]).encode() for line, ids in ids_of.items() if ids}
 
 
 def test_the_demo_journeys_give_identical_triggers_through_simulate_and_the_worker(

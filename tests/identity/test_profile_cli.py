@@ -113,3 +113,63 @@ def test_forget_erases_and_announces(
     )
     assert cli(s, "profile", "show", f"user_id:{ANN[2]}").strip() == f"no profile has user_id:{ANN[2]}"
     assert "nothing erased" in cli(s, "profile", "forget", "--yes", f"user_id:{ANN[2]}")
+
+
+def test_export_holds_everything_about_the_person(
+    make_settings: Callable[..., Settings], tmp_path: Any
+) -> None:
+    s = make_settings(rules=("cart_abandoned",), partitions=1, identity_pepper="correct horse battery staple")
+    load(
+        s,
+        [
+            *ann_journey(T0),
+            seg("identify", T0 + 3 * MIN, userId=ANN[2], traits={"preferred_channels": ["sms"]}),
+        ],
+    )
+    res = CliRunner().invoke(main, ["profile", "export", f"user_id:{ANN[2]}"], env=s.to_env())
+    assert res.exit_code == 0, res.output
+    doc = orjson.loads(res.output)
+    print(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+    assert doc["profileId"].startswith("p_")
+    ids = {(i["type"], i["hashed"]) for i in doc["identifiers"]}
+    assert ids == {("user_id", False), ("loyalty_id", False), ("email", True), ("anonymous_id", False)}
+    assert {"type": "user_id", "value": ANN[2], "hashed": False} in doc["identifiers"]
+    assert ANN[1] not in res.output, "the raw email is not stored where a pepper is set"
+    assert doc["traits"]["name"]["value"] == "Ann Lee"
+    assert doc["channels"]["app"]["lastActivity"] == "2026-03-02T09:02:00.000Z"
+    assert doc["channels"]["web"]["lastActivity"] == "2026-03-02T09:00:00.000Z"
+    assert (doc["firstSeen"], doc["lastSeen"]) == ("2026-03-02T09:00:00.000Z", "2026-03-02T09:03:00.000Z")
+    assert len(doc["merges"]) == 1 and doc["merges"][0]["absorbed"].startswith("p_")
+    assert all(
+        link.split(":")[0] != "email" or link.startswith("email:h:") for link in doc["merges"][0]["linking"]
+    )
+    assert doc["consent"]["marketing"][-1] == {
+        "granted": True,
+        "time": "2026-03-02T09:00:00.000Z",
+        "source": "segment",
+    }
+    assert doc["preferences"]["channels"] == ["sms"]
+    assert "cart_abandoned" in doc["ruleState"]["rules"]
+    (timer,) = doc["pendingTimers"]
+    assert (timer["rule"], timer["name"], timer["due"]) == (
+        "cart_abandoned",
+        "cart",
+        "2026-03-02T09:32:00.000Z",
+    )
+    assert "payload" in timer
+    where = " ".join(h["where"] + " " + h["until"] for h in doc["held_elsewhere"])
+    assert s.topic_raw in where and "retention" in where and "CXSTREAM_DEDUPE_TTL" in where
+
+    out = tmp_path / "ann.json"
+    res = CliRunner().invoke(
+        main, ["profile", "export", f"email:{ANN[1]}", "--out", str(out)], env=s.to_env()
+    )
+    assert res.exit_code == 0, res.output
+    again = orjson.loads(out.read_bytes())
+    assert again["profileId"] == doc["profileId"] and again["identifiers"] == doc["identifiers"]
+
+    res = CliRunner().invoke(main, ["profile", "export", "email:nobody@example.com"], env=s.to_env())
+    assert res.exit_code == 2 and res.output.strip().splitlines() == [res.output.strip().splitlines()[0]], (
+        res.output
+    )
+    assert "no profile has email:nobody@example.com" in res.output and "Traceback" not in res.output

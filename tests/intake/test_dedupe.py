@@ -103,3 +103,22 @@ def test_memory_and_redis_stores_agree(stack: LocalStack) -> None:
 def test_memory_store_without_ttl_never_forgets() -> None:
     store = MemoryDedupeStore(clock=lambda: time.time() + 10**9)
     assert asyncio.run(store.check([("x", "c/0/0"), ("x", "c/0/1")])) == [True, False]
+
+
+@pytest.mark.stack
+def test_a_released_claim_lets_another_coordinate_claim_the_id_on_both_stores(stack: LocalStack) -> None:
+    async def run(store: DedupeStore) -> list[bool]:
+        await store.check([("m1", "raw/0/1"), ("m2", "raw/0/2")])
+        # m1: released by its own coordinate; m2: another coordinate's release changes nothing
+        await store.release([("m1", "raw/0/1"), ("m2", "raw/9/9")])
+        return await store.check([("m1", "dlq-replay/0/7"), ("m2", "dlq-replay/0/8")])
+
+    async def both() -> tuple[list[bool], list[bool]]:
+        client = connect(stack.redis_url)
+        try:
+            keys = Keys(f"dd-{uuid.uuid4().hex[:8]}")
+            return await run(RedisDedupeStore(client, keys, ttl_seconds=60)), await run(MemoryDedupeStore(60))
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(both()) == ([True, False], [True, False])

@@ -108,6 +108,118 @@ def test_ids_times_and_numbers_are_not_mistaken_for_personal_data(text: str) -> 
     assert logs.mask(text) == text
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "4155550123",  # digits only, national (US)
+        "14155550123",  # digits only, with the country code, no +
+        "020 7946 0958",  # UK national spelling
+        "+44 20 7946 0958",
+        "ann.lee%40example.com",  # URL-encoded @
+        "ann.lee%2540example.com",  # double-encoded
+        "ann.lee@exämple.com",  # IDN domain
+    ],
+)
+def test_more_spellings_of_phones_and_emails_are_masked(
+    lines: tuple[logging.Logger, io.StringIO], raw: str
+) -> None:
+    logger, out = lines
+    logger.info("lookup of %s failed", raw)
+    text = out.getvalue()
+    assert raw not in text and raw.encode().decode("unicode_escape", "ignore") not in text
+    assert records(out)[0]["event"] in ("lookup of [phone] failed", "lookup of [email] failed")
+    assert logs.mask(f"x={raw};") in ("x=[phone];", "x=[email];")
+
+
+def _strings(doc: Any) -> Iterator[str]:
+    if isinstance(doc, str):
+        yield doc
+    elif isinstance(doc, dict):
+        for k, v in doc.items():
+            yield k
+            yield from _strings(v)
+    elif isinstance(doc, list):
+        for v in doc:
+            yield from _strings(v)
+
+
+#: Bad events, each carrying personal-looking values where the check fails.
+BAD_EVENTS: list[dict[str, Any] | list[Any] | str] = [
+    {"type": "ivy.j@example.com", "userId": "ivy-77"},
+    {"type": ["track"], "userId": "ivy-77"},
+    {"type": "track", "userId": True, "event": "Ivy Opened"},
+    {"type": "track", "userId": {"ivy": "jones"}, "event": "Ivy Opened"},
+    {"type": "identify", "userId": "ivy-77", "traits": ["ivy@example.com"]},
+    {"type": "identify", "userId": "ivy-77", "timestamp": 1700000000},
+    {"type": "identify", "userId": "ivy-77", "context": "ivy_j_example_com"},
+    {"type": "identify", "userId": "ivy-77", "context": {"channel": ["ivy_j_example_com"]}},
+    {"type": "identify", "userId": "ivy-77", "context": {"externalIds": {"ivy_loyalty": "L-4155550123"}}},
+    {"type": "identify", "userId": "ivy-77", "context": {"externalIds": [{"id": "L-415", "type": "!!"}]}},
+    {
+        "type": "identify",
+        "userId": "ivy-77",
+        "context": {"consent": {"categoryPreferences": {"ivy_ads": "yes"}}},
+    },
+    {"type": "identify", "userId": "ivy-77", "context": {"consent": {"categoryPreferences": {"---": True}}}},
+    {"type": "identify", "userId": "ivy-77", "context": {"consentManagement": {"allowedConsentIds": "ivy"}}},
+    {"type": "identify", "userId": "ivy-77", "timestamp": "ivy's birthday"},
+    {"type": "identify", "userId": "ivy-77", "timestamp": "1969-12-31T00:00:00Z"},
+    {
+        "type": "identify",
+        "userId": "ivy-77",
+        "originalTimestamp": "1970-01-01T00:00:01Z",
+        "sentAt": "2026-03-01T00:00:00Z",
+        "receivedAt": "1970-01-02T00:00:00Z",
+    },
+    {"type": "track", "userId": "ivy-77"},
+    {"type": "alias", "userId": "ivy-77"},
+    {"type": "track", "event": "Segment Consent Preference Updated", "userId": "ivy-77"},
+    {"type": "track", "event": "Ivy Opened", "userId": "000-000", "traits": {"email": "ivy@example.com"}},
+    {
+        "type": "track",
+        "event": "Ivy Opened",
+        "userId": "ivy-77",
+        "properties": {f"ivy{i}": i for i in range(400)},
+    },
+    {
+        "type": "track",
+        "event": "Ivy Opened",
+        "userId": "ivy-77",
+        "context": {"externalIds": [{"id": f"ivy-{i}", "type": "crm_id"} for i in range(60)]},
+    },
+    {"type": "track", "event": "Ivy Opened", "userId": "ivy-77", "properties": {"ivy_deep": [[[["ivy"]]]]}},
+    ["ivy@example.com"],
+    "ivy@example.com",
+]
+
+
+#: Strings of the corpus that are not input values: field names, the six calls, the consent event.
+FIXED = {
+    *("identify", "track", "page", "screen", "group", "alias", "Segment Consent Preference Updated"),
+    *("userId", "type", "event", "traits", "properties", "context", "channel", "externalIds", "id"),
+    *("consent", "categoryPreferences", "consentManagement", "allowedConsentIds"),
+    *("timestamp", "originalTimestamp", "sentAt", "receivedAt"),
+}
+
+
+def test_dead_letter_details_name_the_field_never_the_input() -> None:
+    from streams.intake import Intake, IntakeConfig
+    from streams.intake.errors import DeadLetter
+    from streams.model import SourceRef
+
+    intake = Intake(IntakeConfig(max_depth=4))
+    codes = set()
+    for doc in [*BAD_EVENTS, b"{ivy@example.com", b"\xffivy@example.com"]:
+        raw = doc if isinstance(doc, bytes) else orjson.dumps(doc)
+        dl = intake.parse(raw, b"k", SourceRef("cx.events.raw", 0, 1), 1_772_366_400_000)
+        assert isinstance(dl, DeadLetter), doc
+        codes.add(dl.code)
+        values = set(_strings(doc)) if not isinstance(doc, bytes) else {"ivy@example.com"}
+        for v in values - FIXED:  # field names and the calls, which a detail may name
+            assert v not in dl.detail, (dl.code, dl.detail, v)
+    assert len(codes) >= 10, codes  # the corpus reaches most of the checks
+
+
 def test_aiokafka_stays_at_info_when_we_debug() -> None:
     """Its debug lines carry whole record values: event bodies with names, emails and phones."""
     config = logs.dict_config("debug")

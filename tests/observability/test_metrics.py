@@ -48,11 +48,15 @@ def test_consent_coverage_counts_decisions_on_an_explicit_statement() -> None:
     assert (after["explicit"] - before["explicit"], after["none"] - before["none"]) == (1, 2)
 
 
-def test_channel_labels_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(metrics, "_channels", set())
-    monkeypatch.setattr(metrics, "MAX_CHANNELS", 3)
-    got = [metrics.channel_label(c) for c in ("web", "app", "web", "pos", "kiosk-17", "app", "x")]
-    assert got == ["web", "app", "web", "pos", "other", "app", "other"]
+def test_channel_labels_come_from_a_closed_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(metrics, "_channels", set(metrics.CONTRACT_CHANNELS))
+    got = [metrics.channel_label(c) for c in ("web", "app", "pos", "call_center", "unknown", "kiosk_17")]
+    assert got == ["web", "app", "pos", "call_center", "unknown", "other"]
+    # an email-like channel (intake snake-cases context.channel) and any unknown name: other
+    for c in ("ivy_j_example_com", "ivy.j@example.com", "+14155550123", "x" * 64):
+        assert metrics.channel_label(c) == "other"
+    metrics.known_channels(["kiosk_17"])  # a policy's channel
+    assert metrics.channel_label("kiosk_17") == "kiosk_17"
 
 
 class FakeConsumer:

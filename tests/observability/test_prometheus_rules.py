@@ -10,7 +10,7 @@ def test_config_and_rules_check_clean() -> None:
     assert res.returncode == 0, res.stdout + res.stderr
     res = promtool("check", "rules", str(PROM_DIR / "alerts.yml"))
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "SUCCESS: 6 rules found" in res.stdout
+    assert "SUCCESS: 7 rules found" in res.stdout
 
 
 def test_alert_unit_tests_pass() -> None:

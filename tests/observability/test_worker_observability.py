@@ -304,7 +304,7 @@ def test_the_alert_rules_evaluate_cleanly_on_real_series(observed: Observed) -> 
     with urllib.request.urlopen(f"{observed.prom.url}/api/v1/rules", timeout=10) as r:
         groups = orjson.loads(r.read())["data"]["groups"]
     rules = [rule for g in groups for rule in g["rules"]]
-    assert len(rules) == 6
+    assert len(rules) == 7
     for rule in rules:
         assert rule["health"] == "ok", (rule["name"], rule.get("lastError"))
     assert {r["name"] for r in rules if r["state"] == "firing"} == set()
