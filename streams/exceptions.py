@@ -65,14 +65,17 @@ class FatalError(CxStreamError):
 
 
 def fatal(exc: BaseException, code: int = EXIT_FATAL) -> NoReturn:
-    """Log ``exc`` as one critical line, flush, and end the process at once with ``code``.
+    """Log ``exc`` as one critical line, flush, and end the process at once with ``code``
+    (:func:`exit_now`): no offset of the batch in hand is committed; the next owner of the
+    partitions resumes from the last commit."""
+    exit_now(code, "fatal: %s", " ".join(str(exc).split()) or type(exc).__name__)
 
-    ``os._exit``: no ``finally`` blocks, no faust shutdown, so no offset of the batch in hand is
-    committed; the next owner of the partitions resumes from the last commit.
-    """
-    line = " ".join(str(exc).split()) or type(exc).__name__
+
+def exit_now(code: int, msg: str, *args: object) -> NoReturn:
+    """Log ``msg`` as one critical line, flush, and end the process with ``code``: ``os._exit``,
+    so no ``finally`` block runs and faust does not shut down, which would commit offsets."""
     try:
-        logging.getLogger("streams").critical("fatal: %s", line)
+        logging.getLogger("streams").critical(msg, *args)
         for h in logging.getLogger().handlers + logging.getLogger("streams").handlers:
             with contextlib.suppress(Exception):
                 h.flush()

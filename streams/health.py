@@ -27,9 +27,7 @@ import asyncio
 import contextlib
 import gzip
 import logging
-import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -40,6 +38,8 @@ from urllib.parse import urlsplit
 from prometheus_client import REGISTRY
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
+
+from streams.exceptions import exit_now
 
 log = logging.getLogger(__name__)
 
@@ -308,17 +308,3 @@ class Shutdown:
             "%s again: exiting at once, without committing the batch in hand (it is redone)",
             signal.Signals(sig).name,
         )
-
-
-def exit_now(code: int, msg: str, *args: Any) -> NoReturn:
-    """Log ``msg`` as one critical line, flush, and end the process with ``code``: no ``finally``
-    blocks, no faust shutdown, so no offset is committed (like ``streams.exceptions.fatal``)."""
-    try:
-        log.critical(msg, *args)
-        for h in logging.getLogger().handlers + logging.getLogger("streams").handlers:
-            with contextlib.suppress(Exception):
-                h.flush()
-        sys.stderr.flush()
-        sys.stdout.flush()
-    finally:
-        os._exit(code)
