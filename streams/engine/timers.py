@@ -20,7 +20,7 @@ Members are ``<profile id>|<rule>|<timer name>``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from streams import redis_io
@@ -54,6 +54,15 @@ class TimerOps:
 
     schedule: dict[str, tuple[int, JSONDict]]
     cancel: set[str]
+
+    def then(self, cancel: Iterable[str], schedule: Mapping[str, tuple[int, JSONDict]]) -> None:
+        """Apply later changes on top of these: cancels first, then schedules; the last word wins."""
+        for m in cancel:
+            self.schedule.pop(m, None)
+            self.cancel.add(m)
+        for m, v in schedule.items():
+            self.cancel.discard(m)
+            self.schedule[m] = v
 
 
 class TimerStore(ABC):

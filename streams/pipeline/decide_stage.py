@@ -102,13 +102,7 @@ class Result:
         self.records += other.records
         self.latencies += other.latencies
         for p, theirs in other.commit.timers.items():
-            ops = self.commit.timer_ops(p)
-            for m in theirs.cancel:
-                ops.schedule.pop(m, None)
-                ops.cancel.add(m)
-            for m, v in theirs.schedule.items():
-                ops.cancel.discard(m)
-                ops.schedule[m] = v
+            self.commit.timer_ops(p).then(theirs.cancel, theirs.schedule)
         self.commit.states.update(other.commit.states)
         for p, w in other.commit.waits.items():
             for pid, since in w.items():
@@ -385,13 +379,7 @@ class DecideStage:
         res.commit.states[pid] = state
 
     def _effects(self, res: Result, partition: int, eff: Effects, state: ProfileState | None = None) -> None:
-        ops = res.commit.timer_ops(partition)
-        for m in eff.cancel_timers:
-            ops.schedule.pop(m, None)
-            ops.cancel.add(m)
-        for m, v in eff.set_timers.items():
-            ops.cancel.discard(m)
-            ops.schedule[m] = v
+        res.commit.timer_ops(partition).then(eff.cancel_timers, eff.set_timers)
         pv = self.engine.policy.version
         for failure in eff.failures:
             if failure.method != "on_timer":  # timers are retried; fire_due reports the last failure
