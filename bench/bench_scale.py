@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,15 @@ def assignments(log: Path, topic: str) -> list[tuple[int, int]]:
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux ``/proc``; 0.0 where that is missing)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class GroupRun:
     workers: int
@@ -162,21 +172,36 @@ class GroupRun:
     decide_rate: float
     repartitioned: int
     assignment: str
+    #: CPU time of the workers, per event, from the first committed offset to the end of the run
+    cpu_us: float = 0.0
 
 
-def run_group(base: Settings, events: list[bytes], workers: int, workdir: Path) -> GroupRun:
-    """``workers`` workers of one fresh group, started at once, on a pre-filled backlog."""
-    s = fresh(base)
+def run_group(
+    base: Settings,
+    events: list[bytes],
+    workers: int,
+    workdir: Path,
+    on_start: Callable[[list[subprocess.Popen[bytes]]], None] | None = None,
+    **overrides: Any,
+) -> GroupRun:
+    """``workers`` workers of one fresh group, started at once, on a pre-filled backlog.
+
+    ``on_start`` is called with the worker processes once they run (e.g. to attach a profiler);
+    ``overrides`` change the settings of this run."""
+    s = fresh(base, **overrides)
     asyncio.run(create_topics(s))
     path = workdir / f"events-{s.app_id}.jsonl"
     path.write_bytes(b"\n".join(events) + b"\n")
     n = asyncio.run(replay_file(s, path))  # the backlog is there before any worker starts
     logs = [workdir / f"{s.app_id}-w{i}.log" for i in range(workers)]
     procs = [start_worker(s, log) for log in logs]
+    if on_start is not None:
+        on_start(procs)
     committed = Committed(s)
     watcher = WorkWatcher(s)
     watcher.start()
     samples: list[tuple[float, list[int]]] = []  # (when, committed offsets of the repartition topic)
+    cpu0 = cpu1 = 0.0
     try:
         first: float | None = None
         base_done = 0
@@ -184,19 +209,23 @@ def run_group(base: Settings, events: list[bytes], workers: int, workdir: Path) 
             check_alive(procs, logs)
             if first is None and done:
                 first, base_done = time.perf_counter(), done
+                cpu0 = sum(cpu_seconds(p.pid) for p in procs)
             time.sleep(0.1)
         if first is None:  # everything committed at the first look: too few events to time
             first = time.perf_counter()
+            cpu0 = sum(cpu_seconds(p.pid) for p in procs)
         raw_secs = time.perf_counter() - first
         # the decide stage drains behind intake: until its commits pass the last record of work
         # on every partition, and the watcher has seen no new work for a while (it is caught up)
         while True:
             check_alive(procs, logs)
             samples.append((time.perf_counter(), committed(s.topic_profiled)))
-            if time.monotonic() - watcher.changed >= STABLE and all(
-                c > w for c, w in zip(samples[-1][1], watcher.last_work, strict=True)
-            ):
-                break
+            if all(c > w for c, w in zip(samples[-1][1], watcher.last_work, strict=True)):
+                cpu1 = cpu1 or sum(cpu_seconds(p.pid) for p in procs)  # when the work was done
+                if time.monotonic() - watcher.changed >= STABLE:
+                    break
+            else:
+                cpu1 = 0.0
             time.sleep(0.1)
     finally:
         watcher.stop.set()
@@ -220,6 +249,7 @@ def run_group(base: Settings, events: list[bytes], workers: int, workdir: Path) 
         measured / max(all_secs, 1e-9),
         sum(w + 1 for w in last_work),
         note,
+        (cpu1 - cpu0) / max(measured, 1) * 1e6,
     )
 
 
@@ -229,7 +259,8 @@ def bench_scale(base: Settings, events: list[bytes], workdir: Path) -> None:
         print(
             f"scale-out, {r.workers} worker(s), {PARTITIONS} partitions, {r.events} events backlog: "
             f"intake {r.intake_rate:,.0f} events/s; through decide {r.decide_rate:,.0f} events/s "
-            f"({r.repartitioned} repartition records drained; assignment {r.assignment})",
+            f"({r.repartitioned} repartition records drained; assignment {r.assignment}; "
+            f"worker CPU {r.cpu_us:,.0f} µs/event)",
             flush=True,
         )
     one, two = runs
@@ -319,7 +350,8 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
-def bench_latency(base: Settings, rate: float, seconds: float, workdir: Path) -> None:
+def bench_latency(base: Settings, rate: float, seconds: float, workdir: Path) -> tuple[float, float] | None:
+    """Prints the run; returns (p50, p99) of the event-to-trigger latency in seconds, if any arrived."""
     s = fresh(base, clock="wall", rules=(RULE,))
     asyncio.run(create_topics(s))
     log = workdir / f"{s.app_id}-latency.log"
@@ -401,9 +433,10 @@ def bench_latency(base: Settings, rate: float, seconds: float, workdir: Path) ->
             + (f", {repeats} repeats" if repeats else ""),
             flush=True,
         )
-    else:
-        tail = log.read_text(errors="replace")[-3000:]
-        print(f"  no trigger received of {len(sent_at)} expected; the worker's log:\n{tail}", flush=True)
+        return pct(lat, 0.50), pct(lat, 0.99)
+    tail = log.read_text(errors="replace")[-3000:]
+    print(f"  no trigger received of {len(sent_at)} expected; the worker's log:\n{tail}", flush=True)
+    return None
 
 
 def main() -> None:

@@ -6,24 +6,33 @@ profile:
 
 * :meth:`Rule.on_event` for each event the rule :meth:`~Rule.wants`;
 * :meth:`Rule.on_timer` when one of the rule's timers is due (by the wall or event
-  clock, see contract section 8), after every event up to that time was seen;
-* :meth:`Rule.merge` when two profiles turn out to be one person.
+  clock, see "Clocks" in the README and :mod:`streams.engine.clock`), after every event up
+  to that time was seen;
+* :meth:`Rule.merge` when two profiles turn out to be one person. It returns a state only:
+  a merge cannot set or cancel timers. The absorbed profile's timers follow the survivor
+  (the earlier wins a name clash), so a rule that keeps one timer at "the earliest pending
+  point" stays correct; otherwise the merged state is acted on at the next event or timer.
 
 Each returns an :class:`Outcome`: the rule's new state (a JSON object, stored per
 profile), the triggers to emit and the timers to set or cancel.
 
 What a failure does (enforced by :mod:`streams.engine.runner`, and by the testing kit):
-the rule gets a deep copy of its state; its return value is checked (an ``Outcome`` of JSON
-objects at most 64 levels deep) before anything is applied. Raising in any method
-(``wants`` included), or returning something else, costs the rule that one call: its
-state and timers stay as they were, the other rules still run, the failure is counted
-(``cxstream_rule_errors_total``) and, for an event or a merge, recorded as a ``cx.decisions``
-record with outcome ``error``. A timer whose ``on_timer`` fails stays due and is retried (3
-attempts, one per 30 s lease), then dead-lettered with its payload.
+the rule gets a deep copy of its state (a JSON round trip, as from Redis: tuples come back
+as lists); its return value is checked (an ``Outcome`` of JSON objects at most
+:data:`~streams.engine.runner.MAX_RULE_DEPTH` levels deep) before anything is applied.
+Raising in any method (``wants`` included), or returning something else, costs the rule
+that one call: its state and timers stay as they were, the other rules still run, the
+failure is counted (``cxstream_rule_errors_total``) and, for an event or a merge, recorded
+as a ``cx.decisions`` record with outcome ``error``. A timer whose ``on_timer`` fails stays
+due and is retried (3 attempts, one per 30 s lease), then dead-lettered with its payload.
 
 Triggers carry a ``key`` unique to the condition instance (e.g. the ``messageId`` that
 opened the cart): the trigger id is derived from rule name, version and key, so a
 replay of the same input yields the same ids and consumers can dedupe.
+
+The building blocks most rules repeat (a timeline deduped by ``messageId``, counts in a
+window, per-key cooldowns, the "decided up to" policy for late events, merges) are in
+:mod:`rules.kit`; the guide is ``docs/adding-a-rule.md``.
 """
 
 from __future__ import annotations
@@ -84,7 +93,9 @@ class RuleContext:
     now: int  # event-time ms of the event or the timer's due time
     identifier_types: frozenset[str] = frozenset()
     country: str | None = None
-    settings: Mapping[str, Any] = field(default_factory=dict)
+    #: the profile's computed traits after this event (read-only copy; keys and derived values:
+    #: :mod:`streams.engine.computed`, e.g. ``computed.view(ctx.computed, ctx.now)["rfm"]``)
+    computed: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Rule(ABC):
@@ -104,6 +115,8 @@ class Rule(ABC):
     purpose: ClassVar[str] = "marketing"
     channels: ClassVar[tuple[str, ...]] = ("email",)
     #: After a trigger, further triggers of this rule for the profile are dropped for this long (ms).
+    #: Per rule: one product's trigger silences every other product's. For "once per product"
+    #: keep a :class:`rules.kit.Cooldown` in the rule's state and leave this at 0.
     cooldown_ms: ClassVar[int] = 0
 
     def wants(self, event: Event) -> bool:

@@ -1,7 +1,7 @@
 """Cart abandoned: ``Product Added`` or ``Checkout Started``, then no ``Order Completed`` for 30 minutes.
 
 Same person on any channel (after identity resolution); one trigger per abandoned cart;
-a purchase cancels it (contract section 9).
+a purchase cancels it (README, "Built-in rules").
 
 Event-time correct whatever the arrival order: the state keeps a short timeline of
 cart activity and orders; the timer (due 30 minutes after the latest cart activity)
@@ -9,18 +9,35 @@ walks it once the clock has passed that point, when every earlier event has been
 A cart is the run of cart activity since the last order; it is abandoned at
 ``last activity + 30 min`` if no order and no further cart activity came by then.
 The trigger key is the ``messageId`` that opened the cart.
+
+State: ``{"tl": [{"ts", "kind", "id", "item"}, ...], "done": [messageId, ...]}``: a
+:class:`~rules.kit.Timeline` (deduped by ``messageId``; ``kind`` ``c`` cart activity with
+its ``item``, ``o`` an order, which sorts first at the same millisecond) and the keys of
+the last reported carts. A state stored in the older positional shape (``[ts, kind,
+messageId, item]``) is read as named entries.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from rules.base import Outcome, Rule, RuleContext, Timer, TimerSpec, TriggerSpec
+from rules.base import Outcome, Rule, RuleContext, Timer, TriggerSpec
+from rules.kit import Entry, Timeline, schedule
 from streams.constants import DAY_MS, MINUTE_MS
 from streams.model import Event, JSONDict
 
 CART_EVENTS = frozenset({"Product Added", "Checkout Started"})
 ORDER_EVENTS = frozenset({"Order Completed"})
+_LEGACY = ("ts", "kind", "id", "item")
+
+
+def _order(e: Entry) -> tuple[int, bool, str]:
+    """Event time; at the same millisecond an order comes before cart activity."""
+    return (int(e["ts"]), e["kind"] == "c", str(e["id"]))
+
+
+def _timeline(state: JSONDict) -> Timeline:
+    return Timeline(state.get("tl"), order=_order, legacy=_LEGACY)
 
 
 def _item(event: Event) -> JSONDict:
@@ -45,63 +62,59 @@ class CartAbandoned(Rule):
     horizon_ms: ClassVar[int] = 2 * DAY_MS
 
     def on_event(self, state: JSONDict, event: Event, ctx: RuleContext) -> Outcome:
-        tl: list[list[Any]] = list(state.get("tl", []))
-        if any(e[2] == event.message_id for e in tl):
-            return Outcome(state)
-        kind = "o" if event.name in ORDER_EVENTS else "c"
-        entry: list[Any] = [event.ts, kind, event.message_id]
-        if kind == "c":
-            entry.append(_item(event))
+        tl = _timeline(state)
+        if event.message_id in tl:
+            return Outcome(state)  # redelivered
+        if event.name in ORDER_EVENTS:
+            tl.add_event(event, kind="o")
+        else:
+            item = _item(event)
             if event.name == "Checkout Started":
                 value = event.properties.get("value") or event.properties.get("revenue")
                 if isinstance(value, int | float):
-                    entry[3] = {**entry[3], "checkout_value": value}
+                    item["checkout_value"] = value
                 if isinstance(event.properties.get("currency"), str):
-                    entry[3]["currency"] = event.properties["currency"]
-        tl.append(entry)
-        tl.sort(key=lambda e: (e[0], e[1] == "c", e[2]))  # an order at the same ms comes first
-        state = {**state, "tl": tl}
-        return self._schedule(state)
+                    item["currency"] = event.properties["currency"]
+            tl.add_event(event, kind="c", item=item)
+        return self._schedule({**state, "tl": tl.dump()})
 
     def on_timer(self, state: JSONDict, timer: Timer, ctx: RuleContext) -> Outcome:
-        tl: list[list[Any]] = list(state.get("tl", []))
+        tl = _timeline(state).dump()
         done: list[str] = list(state.get("done", []))
         triggers: list[TriggerSpec] = []
         keep_from = 0
-        cart: list[list[Any]] = []
+        cart: list[Entry] = []
         for i, e in enumerate(tl):
-            if cart and e[0] > cart[-1][0] + self.abandon_ms:
+            if cart and e["ts"] > cart[-1]["ts"] + self.abandon_ms:
                 # the previous cart went quiet for the full period before this entry
-                if cart[-1][0] + self.abandon_ms > timer.due:
+                if cart[-1]["ts"] + self.abandon_ms > timer.due:
                     break
                 self._emit(cart, done, triggers)
                 cart, keep_from = [], i
-            if e[1] == "o":
+            if e["kind"] == "o":
                 cart, keep_from = [], i + 1
             else:
                 cart.append(e)
         else:
-            if cart and cart[-1][0] + self.abandon_ms <= timer.due:
+            if cart and cart[-1]["ts"] + self.abandon_ms <= timer.due:
                 self._emit(cart, done, triggers)
                 keep_from = len(tl)
-        newest = tl[-1][0] if tl else timer.due
+        newest = tl[-1]["ts"] if tl else timer.due
         tl = [
-            e for j, e in enumerate(tl) if j >= keep_from or (e[0] > newest - self.horizon_ms and e[1] == "o")
+            e
+            for j, e in enumerate(tl)
+            if j >= keep_from or (e["ts"] > newest - self.horizon_ms and e["kind"] == "o")
         ]
-        out = self._schedule({"tl": tl, "done": done[-20:]})
-        out.triggers = triggers
-        return out
+        return self._schedule({"tl": tl, "done": done[-20:]}, triggers)
 
     def merge(self, survivor: JSONDict, absorbed: JSONDict) -> JSONDict:
-        seen = {e[2] for e in survivor.get("tl", [])}
-        tl = list(survivor.get("tl", [])) + [e for e in absorbed.get("tl", []) if e[2] not in seen]
-        tl.sort(key=lambda e: (e[0], e[1] == "c", e[2]))
+        tl = _timeline(survivor).merged(_timeline(absorbed))
         done = list(dict.fromkeys(list(survivor.get("done", [])) + list(absorbed.get("done", []))))
-        return {"tl": tl, "done": done[-20:]}
+        return {"tl": tl.dump(), "done": done[-20:]}
 
     # ------------------------------------------------------------------ helpers
-    def _emit(self, cart: list[list[Any]], done: list[str], triggers: list[TriggerSpec]) -> None:
-        key = cart[0][2]
+    def _emit(self, cart: list[Entry], done: list[str], triggers: list[TriggerSpec]) -> None:
+        key = cart[0]["id"]
         if key in done:
             return
         done.append(key)
@@ -109,7 +122,7 @@ class CartAbandoned(Rule):
         checkout_value = None
         currency = None
         for e in cart:
-            item = dict(e[3])
+            item = dict(e["item"])
             checkout_value = item.pop("checkout_value", checkout_value)
             currency = item.pop("currency", currency)
             pid = str(item.get("product_id") or item.get("sku") or item.get("name") or "")
@@ -133,31 +146,29 @@ class CartAbandoned(Rule):
         context: JSONDict = {
             "items": list(items.values()),
             "value": value,
-            "cart_opened_at": cart[0][0],
-            "last_activity_at": cart[-1][0],
+            "cart_opened_at": cart[0]["ts"],
+            "last_activity_at": cart[-1]["ts"],
             "abandoned_after_minutes": self.abandon_ms // MINUTE_MS,
         }
         if currency:
             context["currency"] = currency
-        triggers.append(TriggerSpec(key=key, time=cart[-1][0] + self.abandon_ms, context=context))
+        triggers.append(TriggerSpec(key=key, time=cart[-1]["ts"] + self.abandon_ms, context=context))
 
-    def _schedule(self, state: JSONDict) -> Outcome:
+    def _schedule(self, state: JSONDict, triggers: list[TriggerSpec] | None = None) -> Outcome:
         """Timer at the first point the timeline could become an abandoned cart, or none."""
         due = None
         cart_last = None
         for e in state.get("tl", []):
-            if e[1] == "o":
-                if cart_last is not None and e[0] > cart_last + self.abandon_ms:
+            if e["kind"] == "o":
+                if cart_last is not None and e["ts"] > cart_last + self.abandon_ms:
                     due = cart_last + self.abandon_ms
                     break
                 cart_last = None
-            elif cart_last is not None and e[0] > cart_last + self.abandon_ms:
+            elif cart_last is not None and e["ts"] > cart_last + self.abandon_ms:
                 due = cart_last + self.abandon_ms
                 break
             else:
-                cart_last = e[0]
+                cart_last = e["ts"]
         if due is None and cart_last is not None:
             due = cart_last + self.abandon_ms
-        if due is None:
-            return Outcome(state, cancel_timers=["cart"])
-        return Outcome(state, set_timers=[TimerSpec("cart", due)])
+        return schedule(state, "cart", due, triggers or ())

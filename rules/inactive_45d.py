@@ -1,6 +1,6 @@
 """Inactive 45 days: a known customer with no activity (track/page/screen, any channel) for 45 days.
 
-One retention trigger per quiet spell; new activity resets it (contract section 9).
+One retention trigger per quiet spell; new activity resets it (README, "Built-in rules").
 "Known" means the profile has an identifier besides anonymous ids and devices.
 
 State: the latest activity ``[ts, messageId]`` (and any seen ahead of the clock); the

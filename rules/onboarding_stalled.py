@@ -17,6 +17,12 @@ due just after 24 hours from the earliest start not yet resolved, walks it once 
 has passed that point. Nothing whose outcome is still open is dropped, even when later
 events run ahead of the clock; an event more than three days older than the profile's
 newest is ignored. The trigger key is the ``messageId`` of the start.
+
+State: ``{"tl": [{"ts", "kind", "id", "product", "step", "index"}, ...], "done": [{"ts",
+"id"}, ...]}``: a :class:`~rules.kit.Timeline` of starts (``kind`` ``s``), steps (``x``) and
+completions (``c``), deduped by ``messageId``, and the starts already reported. A state
+stored in the older positional shape (``[ts, kind, messageId, product, step, index]``,
+``[ts, messageId]``) is read as named entries.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from rules.base import Outcome, Rule, RuleContext, Timer, TimerSpec, TriggerSpec
+from rules.kit import Entry, Timeline
 from streams.constants import DAY_MS, HOUR_MS
 from streams.model import Event, JSONDict
 
@@ -34,8 +41,16 @@ _KIND = {STARTED: "s", STEP: "x", COMPLETED: "c"}
 _RANK = {"s": 0, "x": 1, "c": 2}
 
 
-def _sort_key(e: list[Any]) -> tuple[int, int, str]:
-    return (int(e[0]), _RANK[e[1]], str(e[2]))
+_LEGACY = ("ts", "kind", "id", "product", "step", "index")
+
+
+def _sort_key(e: Entry) -> tuple[int, int, str]:
+    return (int(e["ts"]), _RANK[e["kind"]], str(e["id"]))
+
+
+def _load(state: JSONDict) -> tuple[Timeline, Timeline]:
+    """The timeline and the reported starts, from either stored shape."""
+    return Timeline(state.get("tl"), order=_sort_key, legacy=_LEGACY), Timeline(state.get("done"))
 
 
 def _scalar(v: Any) -> str | int | None:
@@ -67,70 +82,61 @@ class OnboardingStalled(Rule):
     horizon_ms: ClassVar[int] = 3 * DAY_MS
 
     def on_event(self, state: JSONDict, event: Event, ctx: RuleContext) -> Outcome:
-        tl: list[list[Any]] = list(state.get("tl", []))
-        if any(e[2] == event.message_id for e in tl):
+        timeline, done = _load(state)
+        if event.message_id in timeline:
             return Outcome(state)  # redelivered
-        if tl and event.ts < int(tl[-1][0]) - self.horizon_ms:
+        if timeline and event.ts < int(timeline.entries[-1]["ts"]) - self.horizon_ms:
             return Outcome(state)  # older than anything still undecided
         product = _scalar(event.properties.get("product", event.properties.get("product_id")))
         name, index = _step(event.properties) if event.name == STEP else (None, None)
-        tl.append([event.ts, _KIND[str(event.name)], event.message_id, str(product or ""), name, index])
-        tl.sort(key=_sort_key)
-        done: list[list[Any]] = list(state.get("done", []))
+        kind = _KIND[str(event.name)]
+        timeline.add_event(event, kind=kind, product=str(product or ""), step=name, index=index)
+        tl = timeline.entries
         # drop what is older than three days, but never part of an onboarding still open or whose
         # window reaches past that point (a restart inside it must stay a restart)
-        fired = {str(d[1]) for d in done}
-        cutoff = int(tl[-1][0]) - self.horizon_ms
-        opened: list[list[Any]] = []
+        cutoff = int(tl[-1]["ts"]) - self.horizon_ms
+        opened: list[Entry] = []
         for f in self._walk(tl, float("inf"), opened):
-            if f["start"][2] not in fired:
-                cutoff = min(cutoff, int(f["start"][0]))
+            if f["start"]["id"] not in done:
+                cutoff = min(cutoff, int(f["start"]["ts"]))
         for s in opened:
-            if int(s[0]) + self.stall_ms >= cutoff:
-                cutoff = min(cutoff, int(s[0]))
-        tl = [e for e in tl if int(e[0]) >= cutoff]
-        done = [d for d in done if int(d[0]) >= cutoff]
-        return self._schedule({"tl": tl, "done": done})
+            if int(s["ts"]) + self.stall_ms >= cutoff:
+                cutoff = min(cutoff, int(s["ts"]))
+        timeline.prune(cutoff - 1)
+        done.prune(cutoff - 1)
+        return self._schedule({"tl": timeline.dump(), "done": done.dump()})
 
     def on_timer(self, state: JSONDict, timer: Timer, ctx: RuleContext) -> Outcome:
-        tl: list[list[Any]] = list(state.get("tl", []))
-        done: list[list[Any]] = list(state.get("done", []))
-        fired = {str(d[1]) for d in done}
+        timeline, done = _load(state)
         triggers = []
-        for flow in self._walk(tl, timer.due):
+        for flow in self._walk(timeline.entries, timer.due):
             start = flow["start"]
-            if start[2] in fired:
-                continue
-            done.append([start[0], start[2]])
+            if not done.add(int(start["ts"]), str(start["id"])):
+                continue  # reported already
             triggers.append(
                 TriggerSpec(
-                    key=str(start[2]),
-                    time=int(start[0]) + self.stall_ms,
+                    key=str(start["id"]),
+                    time=int(start["ts"]) + self.stall_ms,
                     context={
-                        "product": start[3] or None,
-                        "started_at": int(start[0]),
-                        "last_step": flow["step"][4] if flow["step"] else None,
-                        "last_step_index": flow["step"][5] if flow["step"] else None,
+                        "product": start["product"] or None,
+                        "started_at": int(start["ts"]),
+                        "last_step": flow["step"]["step"] if flow["step"] else None,
+                        "last_step_index": flow["step"]["index"] if flow["step"] else None,
                         "steps_completed": flow["n"],
                         "stalled_after_hours": self.stall_ms // HOUR_MS,
                     },
                 )
             )
-        out = self._schedule({"tl": tl, "done": done})
+        out = self._schedule({"tl": timeline.dump(), "done": done.dump()})
         out.triggers = triggers
         return out
 
     def merge(self, survivor: JSONDict, absorbed: JSONDict) -> JSONDict:
-        seen = {e[2] for e in survivor.get("tl", [])}
-        tl = list(survivor.get("tl", [])) + [e for e in absorbed.get("tl", []) if e[2] not in seen]
-        tl.sort(key=_sort_key)
-        done = {str(d[1]): d for d in survivor.get("done", []) + absorbed.get("done", [])}
-        return {"tl": tl, "done": sorted(done.values())}
+        (tl, done), (other_tl, other_done) = _load(survivor), _load(absorbed)
+        return {"tl": tl.merged(other_tl).dump(), "done": done.merged(other_done).dump()}
 
     # ------------------------------------------------------------------ helpers
-    def _walk(
-        self, tl: list[list[Any]], upto: int | float, opened: list[list[Any]] | None = None
-    ) -> list[JSONDict]:
+    def _walk(self, tl: list[Entry], upto: int | float, opened: list[Entry] | None = None) -> list[JSONDict]:
         """The onboardings that stalled by ``upto`` (their 24 hours ended by then), oldest first.
 
         ``opened`` collects the start of every onboarding the walk opened."""
@@ -139,14 +145,14 @@ class OnboardingStalled(Rule):
 
         def close(before: int | float) -> None:
             for p in sorted(open_):
-                if int(open_[p]["start"][0]) + self.stall_ms < before:
+                if int(open_[p]["start"]["ts"]) + self.stall_ms < before:
                     stalled.append(open_.pop(p))
 
         for e in tl:
-            if int(e[0]) > upto:
+            if int(e["ts"]) > upto:
                 break
-            close(int(e[0]))
-            kind, product = e[1], e[3]
+            close(int(e["ts"]))
+            kind, product = e["kind"], e["product"]
             if kind == "s":
                 if product not in open_ and opened is not None:
                     opened.append(e)
@@ -164,11 +170,11 @@ class OnboardingStalled(Rule):
 
     def _schedule(self, state: JSONDict) -> Outcome:
         """Timer 24 hours after the earliest start that is neither completed nor reported."""
-        fired = {str(d[1]) for d in state["done"]}
+        fired = {str(d["id"]) for d in state["done"]}
         ends = [
-            int(f["start"][0]) + self.stall_ms
+            int(f["start"]["ts"]) + self.stall_ms
             for f in self._walk(state["tl"], float("inf"))
-            if f["start"][2] not in fired
+            if f["start"]["id"] not in fired
         ]
         if not state["done"]:
             state = {"tl": state["tl"]}

@@ -35,6 +35,13 @@ it is counted from then on, and if the membership at ``at`` now differs from wha
 reported, the difference is reported at ``at`` (key ``<segment>/<entered|exited>@<ms>``)
 by the timer, due at once. A merge is reconciled the same way, but only at the profile's
 next timer or counted event: :meth:`Rule.merge` cannot set a timer.
+
+State, per segment: ``{"events": [{"ts", "id"}, ...], "decided": ms, "in": true,
+"recheck": true}``: a :class:`~rules.kit.Timeline` of the counted events (deduped by
+``messageId``), the :class:`~rules.kit.Decided` mark (membership was reported up to it),
+whether the profile is in (``in`` keeps its name: the Profile API reads it), and whether a
+late event or a merge changed the counts before the mark. A state stored in the older shape
+(``{"ev": [[ts, messageId], ...], "at", "in", "dirty"}``) is read as the new one.
 """
 
 from __future__ import annotations
@@ -45,7 +52,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from rules.base import Outcome, Rule, RuleContext, Timer, TimerSpec, TriggerSpec
+from rules.base import Outcome, Rule, RuleContext, Timer, TriggerSpec
+from rules.kit import Decided, Timeline, in_window, schedule
 from streams.constants import DAY_MS
 from streams.exceptions import ConfigError
 from streams.model import Event, JSONDict
@@ -163,17 +171,17 @@ class SegmentRule(Rule):
             if event.name not in d.events:
                 continue
             seg = dict(segs.get(d.name, {}))
-            ev: list[list[Any]] = list(seg.get("ev", []))
-            at = seg.get("at")
-            if any(e[1] == event.message_id for e in ev):
+            events = Timeline(seg.get("events"))
+            decided = Decided(seg.get("decided"))
+            if event.message_id in events:
                 continue  # redelivered
-            if at is not None and event.ts + d.window_ms <= at:
+            if decided.is_late(event.ts + d.window_ms):
                 continue  # it left the window before the reported point: changes nothing
-            ev.append([event.ts, event.message_id])
-            ev.sort()
-            seg["ev"] = ev[-self.max_events :]
-            if at is not None and event.ts <= at:
-                seg["dirty"] = True  # late: reconcile at the next timer (due at once)
+            events.add_event(event)
+            events.last(self.max_events)
+            seg["events"] = events.dump()
+            if decided.is_late(event.ts):
+                seg["recheck"] = True  # late: reconcile at the next timer (due at once)
             segs[d.name] = seg
         return self._schedule(segs)
 
@@ -182,53 +190,54 @@ class SegmentRule(Rule):
         triggers: list[TriggerSpec] = []
         for d in self.definitions:
             if d.name in segs:
-                segs[d.name] = self._advance(d, dict(segs[d.name]), timer.due, triggers)
-        out = self._schedule(segs)
-        out.triggers = sorted(triggers, key=lambda t: (t.time, t.key))
-        return out
+                segs[d.name] = self._advance(d, segs[d.name], timer.due, triggers)
+        return self._schedule(segs, sorted(triggers, key=lambda t: (t.time, t.key)))
 
     def merge(self, survivor: JSONDict, absorbed: JSONDict) -> JSONDict:
+        mine, theirs = self._segments(survivor, known_only=False), self._segments(absorbed, known_only=False)
         out: JSONDict = {}
-        for name in sorted(set(survivor) | set(absorbed)):
-            s, a = survivor.get(name, {}), absorbed.get(name, {})
-            seen = {e[1] for e in s.get("ev", [])}
-            ev = sorted(list(s.get("ev", [])) + [e for e in a.get("ev", []) if e[1] not in seen])
-            seg: JSONDict = {"ev": ev[-self.max_events :], "in": bool(s.get("in", False))}
-            ats = [x for x in (s.get("at"), a.get("at")) if x is not None]
-            if ats:
-                seg["at"] = max(ats)
-                seg["dirty"] = True
+        for name in sorted(set(mine) | set(theirs)):
+            s, a = mine.get(name, {}), theirs.get(name, {})
+            events = Timeline(s.get("events")).merged(Timeline(a.get("events")))
+            events.last(self.max_events)
+            seg: JSONDict = {"events": events.dump(), "in": bool(s.get("in", False))}
+            marks = [x for x in (s.get("decided"), a.get("decided")) if x is not None]
+            if marks:
+                seg["decided"] = max(marks)
+                seg["recheck"] = True
             out[name] = seg
         return out
 
     # ------------------------------------------------------------------ helpers
-    def _segments(self, state: JSONDict) -> dict[str, JSONDict]:
-        """The state of the configured segments (a segment no longer configured is dropped)."""
+    def _segments(self, state: JSONDict, known_only: bool = True) -> dict[str, JSONDict]:
+        """The state of the configured segments (a segment no longer configured is dropped),
+        each in the named shape (one stored in the older shape is read as it)."""
         known = {d.name for d in self.definitions}
-        return {k: v for k, v in state.items() if k in known}
+        return {k: _named(v) for k, v in state.items() if k in known or not known_only}
 
     def _advance(self, d: SegmentDef, seg: JSONDict, upto: int, triggers: list[TriggerSpec]) -> JSONDict:
         """Report the membership changes of one segment up to ``upto`` and prune what can no longer matter."""
-        ev: list[list[Any]] = seg.get("ev", [])
-        at: int | None = seg.get("at")
+        events: list[JSONDict] = seg.get("events", [])
+        at: int | None = seg.get("decided")
         member = bool(seg.get("in", False))
         w, n = d.window_ms, d.threshold
-        if seg.get("dirty") and at is not None:
+        if seg.get("recheck") and at is not None:
             # a late event or a merge changed the counts before the reported point: first make the
             # reported membership true at that point (it is behind the clock), then walk on from it
-            count = sum(1 for ts, _ in ev if at - w < ts <= at)
+            count = len(in_window(events, at, w))
             if (count >= n) != member:
                 member = not member
                 label, kind = ("entered", ENTERED) if member else ("exited", EXITED)
                 triggers.append(self._spec(d, f"{d.name}/{label}@{at}", at, count, kind))
         # change points after the reported point: +1 at an event's time, -1 at its time + window
         points: dict[int, list[tuple[int, str]]] = {}
-        for ts, mid in ev:
+        for e in events:
+            ts, mid = int(e["ts"]), str(e["id"])
             for t, delta in ((ts, 1), (ts + w, -1)):
                 if (at is None or t > at) and t <= upto:
                     points.setdefault(t, []).append((delta, mid))
         for t in sorted(points):
-            count = sum(1 for ts, _ in ev if t - w < ts <= t)
+            count = len(in_window(events, t, w))
             if (count >= n) == member:
                 continue
             member = not member
@@ -239,9 +248,10 @@ class SegmentRule(Rule):
             else:
                 left = max(m for delta, m in points[t] if delta == -1)
                 triggers.append(self._spec(d, f"{d.name}/{left}/exit", t, count, EXITED))
-        now = upto if at is None else max(at, upto)
-        ev = [e for e in ev if int(e[0]) + w > now]
-        out: JSONDict = {"ev": ev, "at": now}
+        decided = Decided(at)
+        decided.advance(upto)
+        out: JSONDict = {"events": [e for e in events if int(e["ts"]) + w > int(decided.at or upto)]}
+        out["decided"] = decided.at
         if member:
             out["in"] = True
         return out
@@ -259,19 +269,28 @@ class SegmentRule(Rule):
             name=kind,
         )
 
-    def _schedule(self, segs: dict[str, JSONDict]) -> Outcome:
+    def _schedule(self, segs: dict[str, JSONDict], triggers: list[TriggerSpec] | None = None) -> Outcome:
         """Timer at the next point where a segment's membership could change, or none."""
         due: int | None = None
         defs = {d.name: d for d in self.definitions}
         for name, seg in segs.items():
-            at = seg.get("at")
-            cands = [int(at)] if seg.get("dirty") and at is not None else []
+            at = seg.get("decided")
+            cands = [int(at)] if seg.get("recheck") and at is not None else []
             w = defs[name].window_ms
-            points = (t for ts, _ in seg.get("ev", []) for t in (int(ts), int(ts) + w))
+            points = (t for e in seg.get("events", []) for t in (int(e["ts"]), int(e["ts"]) + w))
             cands += [t for t in points if at is None or t > at]
             if cands:
                 due = min(cands) if due is None else min(due, *cands)
-        state: JSONDict = {k: v for k, v in segs.items() if v.get("ev") or v.get("in")}
-        if due is None:
-            return Outcome(state, cancel_timers=["window"])
-        return Outcome(state, set_timers=[TimerSpec("window", due)])
+        state: JSONDict = {k: v for k, v in segs.items() if v.get("events") or v.get("in")}
+        return schedule(state, "window", due, triggers or ())
+
+
+def _named(seg: JSONDict) -> JSONDict:
+    """A segment's state in the named shape; the older one (`ev`, `at`, `in`, `dirty`) is converted."""
+    if "ev" not in seg and "at" not in seg and "dirty" not in seg:
+        return dict(seg)
+    out: JSONDict = {"events": Timeline(seg.get("ev")).dump()}
+    for old, new in (("at", "decided"), ("in", "in"), ("dirty", "recheck")):
+        if seg.get(old) is not None:
+            out[new] = seg[old]
+    return out

@@ -28,13 +28,19 @@ The timeline stays small without changing any outcome:
 An event at or before the folded point (late) is applied to the head directly: it moves
 the latest activity, a purchase cancels a pending test drive it follows, a test drive
 newer than the last purchase or reported test drive becomes the pending one.
+
+State: ``{"tl": [{"ts", "kind", "id", "info"}, ...], "head": {"anchor": {"ts", "id",
+"info"}, "last", "cut"}, "decided": ms, "done": [messageId, ...]}`` (``decided``: the folded
+point). A state stored in the older shape (entries and the anchor as positional lists, the
+folded point as ``set``) is read as the new one (:func:`rules.kit.named`).
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from rules.base import Outcome, Rule, RuleContext, Timer, TimerSpec, TriggerSpec
+from rules.kit import Entry, named
 from streams.constants import DAY_MS
 from streams.model import Event, JSONDict
 
@@ -44,8 +50,22 @@ PURCHASES = frozenset({"Order Completed", "Vehicle Purchased"})
 _RANK = {"a": 0, "t": 1, "p": 2}  # at the same ms a purchase comes last: it cancels that test drive
 
 
-def _sort_key(e: list[Any]) -> tuple[int, int, str]:
-    return (int(e[0]), _RANK[e[1]], str(e[2]))
+_LEGACY = ("ts", "kind", "id", "info")
+
+
+def _sort_key(e: Entry) -> tuple[int, int, str]:
+    return (int(e["ts"]), _RANK[e["kind"]], str(e["id"]))
+
+
+def _load(state: JSONDict) -> tuple[list[Entry], JSONDict, list[str], int | None]:
+    """Timeline, head, reported test drives and the settled mark, from either stored shape
+    (the older one kept entries and the anchor as positional lists and the mark as ``set``)."""
+    tl = [named(e, _LEGACY) for e in state.get("tl", [])]  # stored in walk order: keep it
+    head: JSONDict = dict(state.get("head", {}))
+    if isinstance(head.get("anchor"), list):
+        head["anchor"] = named(head["anchor"], ("ts", "id", "info"))
+    settled = state.get("decided", state.get("set"))
+    return tl, head, list(state.get("done", [])), settled
 
 
 def _info(event: Event) -> JSONDict:
@@ -75,20 +95,17 @@ class TestDriveSilence(Rule):
     fold_ms: ClassVar[int] = 730 * DAY_MS
 
     def on_event(self, state: JSONDict, event: Event, ctx: RuleContext) -> Outcome:
-        tl: list[list[Any]] = [list(e) for e in state.get("tl", [])]
-        head: JSONDict = dict(state.get("head", {}))
-        done: list[str] = list(state.get("done", []))
-        settled = state.get("set")
+        tl, head, done, settled = _load(state)
         anchor = head.get("anchor")
         mid = event.message_id
-        if mid in done or any(e[2] == mid for e in tl) or (anchor is not None and anchor[1] == mid):
+        if mid in done or any(e["id"] == mid for e in tl) or (anchor is not None and anchor["id"] == mid):
             return Outcome(state)  # redelivered
         if event.call == "track" and event.name in (COMPLETED, REQUESTED):
-            entry: list[Any] = [event.ts, "t", mid, _info(event)]
+            entry: Entry = {"ts": event.ts, "kind": "t", "id": mid, "info": _info(event)}
         elif event.call == "track" and event.name in PURCHASES:
-            entry = [event.ts, "p", mid, {}]
+            entry = {"ts": event.ts, "kind": "p", "id": mid, "info": {}}
         else:
-            entry = [event.ts, "a", mid, {}]
+            entry = {"ts": event.ts, "kind": "a", "id": mid, "info": {}}
         if settled is not None and event.ts <= settled:
             self._apply(head, entry, done)  # late: behind the folded point
         else:
@@ -99,48 +116,45 @@ class TestDriveSilence(Rule):
         return self._schedule(self._state(tl, head, settled, done))
 
     def on_timer(self, state: JSONDict, timer: Timer, ctx: RuleContext) -> Outcome:
-        tl: list[list[Any]] = [list(e) for e in state.get("tl", [])]
-        head: JSONDict = dict(state.get("head", {}))
-        done: list[str] = list(state.get("done", []))
+        tl, head, done, prev = _load(state)
         triggers: list[TriggerSpec] = []
         n = 0
         for e in tl:
-            if int(e[0]) > timer.due:
+            if int(e["ts"]) > timer.due:
                 break  # ahead of the clock: a later timer walks it
-            self._close(head, int(e[0]), done, triggers)
+            self._close(head, int(e["ts"]), done, triggers)
             self._apply(head, e, done)
             n += 1
         last = head.get("last")
         if head.get("anchor") is not None and last is not None and last + self.quiet_ms < timer.due:
             self._close(head, last + self.quiet_ms + 1, done, triggers)
-        prev = state.get("set")
         settled = timer.due if prev is None else max(int(prev), timer.due)
         out = self._schedule(self._state(tl[n:], head, settled, done))
         out.triggers = triggers
         return out
 
     def merge(self, survivor: JSONDict, absorbed: JSONDict) -> JSONDict:
-        entries: dict[str, list[Any]] = {}
+        entries: dict[str, Entry] = {}
         for side, st in (("s", survivor), ("a", absorbed)):
             for e in self._unfold(side, st):
-                entries.setdefault(str(e[2]), e)
+                entries.setdefault(str(e["id"]), e)
         tl = sorted(entries.values(), key=_sort_key)
         done = list(dict.fromkeys(list(survivor.get("done", [])) + list(absorbed.get("done", []))))[-20:]
-        tl = [e for e in tl if e[2] not in done or e[1] != "t"]
+        tl = [e for e in tl if e["id"] not in done or e["kind"] != "t"]
         return self._state(self._compact(tl), {}, None, done)
 
     # ------------------------------------------------------------------ the walk
-    def _apply(self, h: JSONDict, e: list[Any], done: list[str]) -> None:
+    def _apply(self, h: JSONDict, e: Entry, done: list[str]) -> None:
         """Walk one entry (in time order, or a late one onto the head)."""
-        ts, kind, mid = int(e[0]), e[1], str(e[2])
+        ts, kind, mid = int(e["ts"]), e["kind"], str(e["id"])
         last, cut, anchor = h.get("last"), h.get("cut"), h.get("anchor")
         h["last"] = ts if last is None else max(last, ts)
         if kind == "t":
-            newer = (cut is None or ts > cut) and (anchor is None or ts >= anchor[0])
+            newer = (cut is None or ts > cut) and (anchor is None or ts >= anchor["ts"])
             if newer and mid not in done:
-                h["anchor"] = [ts, mid, e[3]]
+                h["anchor"] = {"ts": ts, "id": mid, "info": e["info"]}
         elif kind == "p":
-            if anchor is not None and ts >= anchor[0]:
+            if anchor is not None and ts >= anchor["ts"]:
                 h["anchor"] = None
             h["cut"] = ts if cut is None else max(cut, ts)
 
@@ -149,17 +163,17 @@ class TestDriveSilence(Rule):
         anchor, last = h.get("anchor"), h.get("last")
         if anchor is None or last is None or before <= last + self.quiet_ms:
             return
-        key = str(anchor[1])
+        key = str(anchor["id"])
         if key not in done:
             done.append(key)
-            info: JSONDict = dict(anchor[2])
+            info: JSONDict = dict(anchor["info"])
             triggers.append(
                 TriggerSpec(
                     key=key,
                     time=last + self.quiet_ms,
                     context={
                         "test_drive": info.pop("kind", "completed"),
-                        "test_drive_at": int(anchor[0]),
+                        "test_drive_at": int(anchor["ts"]),
                         **info,
                         "last_activity_at": last,
                         "days_silent": self.quiet_ms // DAY_MS,
@@ -167,77 +181,81 @@ class TestDriveSilence(Rule):
                 )
             )
         h["anchor"] = None
-        h["cut"] = max(h.get("cut") or anchor[0], anchor[0])
+        h["cut"] = max(h.get("cut") or anchor["ts"], anchor["ts"])
 
     # ------------------------------------------------------------------ keeping it small
-    def _compact(self, tl: list[list[Any]]) -> list[list[Any]]:
+    def _compact(self, tl: list[Entry]) -> list[Entry]:
         q = self.quiet_ms
         # a test drive followed by a later test drive or purchase, with no gap over 182 days between,
         # can never be reported: it is plain activity
         # (the same for a purchase followed within 182 days by another: that one cancels as well)
         later = False
         next_buy: int | None = None
-        out: list[list[Any]] = []
+        out: list[Entry] = []
         for i in range(len(tl) - 1, -1, -1):
             e = tl[i]
-            if i + 1 < len(tl) and int(tl[i + 1][0]) - int(e[0]) > q:
+            if i + 1 < len(tl) and int(tl[i + 1]["ts"]) - int(e["ts"]) > q:
                 later = False
-            if e[1] == "t" and later:
-                e = [e[0], "a", e[2], {}]
-            elif e[1] == "p" and next_buy is not None and next_buy - int(e[0]) <= q:
-                e = [e[0], "a", e[2], {}]
+            if e["kind"] == "t" and later:
+                e = {**e, "kind": "a", "info": {}}
+            elif e["kind"] == "p" and next_buy is not None and next_buy - int(e["ts"]) <= q:
+                e = {**e, "kind": "a", "info": {}}
                 later = True
-            elif e[1] in ("t", "p"):
+            elif e["kind"] in ("t", "p"):
                 later = True
-                if e[1] == "p":
-                    next_buy = int(e[0])
+                if e["kind"] == "p":
+                    next_buy = int(e["ts"])
             out.append(e)
         out.reverse()
         # an activity whose neighbours are at most 182 days apart changes nothing
-        kept: list[list[Any]] = []
+        kept: list[Entry] = []
         for i, e in enumerate(out):
-            prev = kept[-1][0] if kept else None
-            if e[1] == "a" and prev is not None and i + 1 < len(out) and int(out[i + 1][0]) - int(prev) <= q:
+            prev = kept[-1]["ts"] if kept else None
+            if (
+                e["kind"] == "a"
+                and prev is not None
+                and i + 1 < len(out)
+                and int(out[i + 1]["ts"]) - int(prev) <= q
+            ):
                 continue
             kept.append(e)
         return kept
 
     def _fold(
-        self, head: JSONDict, tl: list[list[Any]], settled: int | None
-    ) -> tuple[JSONDict, list[list[Any]], int | None]:
+        self, head: JSONDict, tl: list[Entry], settled: int | None
+    ) -> tuple[JSONDict, list[Entry], int | None]:
         """Fold the prefix older than ``fold_ms`` before the newest event, while no test drive is pending."""
         if not tl:
             return head, tl, settled
-        horizon = int(tl[-1][0]) - self.fold_ms
+        horizon = int(tl[-1]["ts"]) - self.fold_ms
         n = 0
         for e in tl:
-            if int(e[0]) >= horizon or e[1] == "t" or head.get("anchor") is not None:
+            if int(e["ts"]) >= horizon or e["kind"] == "t" or head.get("anchor") is not None:
                 break
             self._apply(head, e, [])
-            settled = int(e[0]) if settled is None else max(settled, int(e[0]))
+            settled = int(e["ts"]) if settled is None else max(settled, int(e["ts"]))
             n += 1
         return head, tl[n:], settled
 
-    def _unfold(self, side: str, state: JSONDict) -> list[list[Any]]:
+    def _unfold(self, side: str, state: JSONDict) -> list[Entry]:
         """A state as plain timeline entries (for a merge): the head becomes up to three marks."""
-        head = state.get("head", {})
-        out: list[list[Any]] = [list(e) for e in state.get("tl", [])]
+        out, head, _, _ = _load(state)
         if head.get("cut") is not None:
-            out.append([head["cut"], "p", f"~cut-{side}-{head['cut']}", {}])
+            out.append({"ts": head["cut"], "kind": "p", "id": f"~cut-{side}-{head['cut']}", "info": {}})
         if head.get("anchor") is not None:
             a = head["anchor"]
-            out.append([a[0], "t", a[1], a[2]])
+            out.append({"ts": a["ts"], "kind": "t", "id": a["id"], "info": a["info"]})
         if head.get("last") is not None:
-            out.append([head["last"], "a", f"~last-{side}-{head['last']}", {}])
+            out.append({"ts": head["last"], "kind": "a", "id": f"~last-{side}-{head['last']}", "info": {}})
         return out
 
-    def _state(self, tl: list[list[Any]], head: JSONDict, settled: int | None, done: list[str]) -> JSONDict:
+    def _state(self, tl: list[Entry], head: JSONDict, settled: int | None, done: list[str]) -> JSONDict:
         out: JSONDict = {"tl": tl}
         head = {k: v for k, v in head.items() if v is not None}
         if head:
             out["head"] = head
         if settled is not None:
-            out["set"] = settled
+            out["decided"] = settled
         if done:
             out["done"] = done[-20:]
         return out
@@ -248,7 +266,7 @@ class TestDriveSilence(Rule):
         done = list(state.get("done", []))
         due = None
         for e in state["tl"]:
-            if h.get("anchor") is not None and int(e[0]) > h["last"] + self.quiet_ms:
+            if h.get("anchor") is not None and int(e["ts"]) > h["last"] + self.quiet_ms:
                 due = h["last"] + self.quiet_ms
                 break
             self._apply(h, e, done)

@@ -36,7 +36,7 @@ from typing import Any
 
 import faust
 
-from streams import metrics
+from streams import fastpath, metrics
 from streams.engine.clock import IDLE_REPORT_SECONDS
 from streams.exceptions import FatalError, fatal, where
 from streams.health import HEALTH
@@ -50,6 +50,10 @@ log = logging.getLogger(__name__)
 
 #: seconds between consumer-lag measurements (one position lookup per assigned partition)
 LAG_INTERVAL = 2.0
+#: faust's stream buffer, in batches of ``batch_size`` (faust's default is 4096 messages)
+STREAM_BUFFER_BATCHES = 16
+#: most bytes one fetch brings per partition (faust's default is 1 MiB)
+FETCH_BYTES_PER_PARTITION = 4 * 1024 * 1024
 
 
 def _credentials(settings: Settings) -> Any:
@@ -90,17 +94,29 @@ def build_app(settings: Settings, stores: Stores | None = None) -> tuple[faust.A
         key_serializer="raw",
         value_serializer="raw",
         consumer_auto_offset_reset="earliest",
-        broker_commit_every=settings.batch_size,
+        # commits run every second (the interval); a count-triggered commit would run inside the
+        # consumer's delivery loop, stalling both agents for a broker round trip per batch
+        broker_commit_every=STREAM_BUFFER_BATCHES * settings.batch_size,
         broker_commit_interval=1.0,
         producer_acks=-1,
         producer_max_request_size=settings.kafka_max_request_size,
         broker_session_timeout=settings.kafka_session_timeout,
         broker_rebalance_timeout=settings.kafka_rebalance_timeout,
         broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout / 3),
-        producer_linger_ms=5,
+        # send_all hands a whole batch to the producer before waiting: the records are batched
+        # already, and a linger would only add its wait to every produce (twice per event)
+        producer_linger_ms=0,
         stream_wait_empty=False,
+        # Room for whole batches in flight: the fetcher pauses a partition when its stream
+        # buffer is under pressure, so a buffer of a few batches keeps the agent fed while the
+        # previous batch is produced and committed (issue 13).
+        stream_buffer_maxsize=max(STREAM_BUFFER_BATCHES * settings.batch_size, 4096),
+        consumer_max_fetch_size=FETCH_BYTES_PER_PARTITION,
+        Monitor=fastpath.QuietMonitor,  # faust's statistics sensor, without per-message work
+        Stream=fastpath.Stream,  # take_events from the channel queue in batches (streams/fastpath.py)
         datadir=f"/tmp/cxstream-{settings.app_id}",
     )
+    fastpath.install(app)  # faust's consumer without four tasks per message (streams/fastpath.py)
     raw = app.topic(settings.topic_raw, key_type=bytes, value_type=bytes, partitions=settings.partitions)
     profiled = app.topic(
         settings.topic_profiled, key_type=bytes, value_type=bytes, partitions=settings.partitions
@@ -194,6 +210,7 @@ async def _until_done(stage: str, run: Callable[[], Awaitable[None]]) -> None:
     while True:
         try:
             await run()
+            metrics.flush()  # what the batch counted, if a stage left any
             return
         except FatalError as exc:
             fatal(exc)
@@ -212,7 +229,8 @@ async def _until_done(stage: str, run: Callable[[], Awaitable[None]]) -> None:
 
 
 def _take(stream: Any, settings: Settings) -> AsyncIterator[Sequence[Any]]:
-    """``stream.take_events``, acked only once the body is done with the batch.
+    """``stream.take_events`` (``streams.fastpath.Stream``'s), acked only once the body is done
+    with the batch.
 
     faust acks a batch in the ``finally`` of ``take_events``, run when the body asks for the
     next batch, or when the generator is closed. ``Stream.on_stop`` closes the generators it
@@ -259,6 +277,7 @@ async def _guarded(task: str, run: Callable[[], Awaitable[None]]) -> None:
     """A periodic task that must not raise: a mode timer that raises stops the whole worker."""
     try:
         await run()
+        metrics.flush()
     except FatalError as exc:
         fatal(exc)
     except Exception as exc:
@@ -269,8 +288,12 @@ async def _guarded(task: str, run: Callable[[], Awaitable[None]]) -> None:
 
 
 def _done(lag: metrics.Lag, events: Sequence[Any]) -> None:
+    last: dict[tuple[str, int], int] = {}  # a partition's offsets rise within a batch: its last one
     for e in events:
-        lag.done(e.message.topic, e.message.partition, e.message.offset)
+        m = e.message
+        last[(m.topic, m.partition)] = m.offset
+    for (topic, partition), offset in last.items():
+        lag.done(topic, partition, offset)
 
 
 def _owned(app: faust.App, topic: str) -> set[int]:

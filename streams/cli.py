@@ -9,9 +9,12 @@ command                what it does
 ``tail [TOPIC]``       print a topic's records as they arrive (default ``cx.activations``)
 ``topics create``      create every topic with ``CXSTREAM_PARTITIONS`` partitions
 ``simulate FILE``      the same pipeline over a file, in one process, in memory, event clock
+``report``             per rule: triggers and conversions of the treated and held-out groups, uplift
+``shadow-diff RULE``   a rule's shadow decisions (``CXSTREAM_SHADOW_RULES``) against its live ones
 ``profile show REF``   the unified profile of ``TYPE:VALUE`` (e.g. ``email:ann@example.com``)
 ``profile export REF`` everything held about a person, as JSON (subject access; ``--out FILE``)
 ``profile forget REF`` erase a profile (right to be forgotten)
+``api``                the Profile API over HTTP (``CXSTREAM_API_PORT``, bearer tokens)
 =====================  ==================================================================
 """
 
@@ -154,9 +157,85 @@ def simulate(file: Path, decisions: bool) -> None:
             click.echo(rec.decode())
     click.echo(
         f"# {result.events} events, {result.deadletters} dead-lettered, "
-        f"{len(result.activations)} activations, {len(result.decisions)} decisions",
+        f"{len(result.activations)} activations, {len(result.decisions)} decisions, "
+        f"{len(result.conversions)} conversions",
         err=True,
     )
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of text")
+@click.option(
+    "--kpi", "with_kpis", is_flag=True, help="also the program KPIs and surveys (reads the repartition topic)"
+)
+@click.option("--timeout", default=120.0, show_default=True, help="seconds to read the topics to their end")
+@_guard
+def report(as_json: bool, with_kpis: bool, timeout: float) -> None:
+    """Does it work? Per rule, conversion rates of the treated and held-out groups and the uplift
+    with 95% intervals, from cx.decisions and cx.conversions read from the beginning."""
+    from streams.consent.policy import load_policy
+    from streams.measure.command import run_report
+
+    settings = _settings()
+    churn = load_policy(settings.policy_file).measurement.churn_days if with_kpis else 90
+    out = asyncio.run(
+        run_report(settings, as_json=as_json, within=timeout, with_kpis=with_kpis, churn_days=churn)
+    )
+    click.echo(out, nl=False)
+
+
+@main.command("shadow-diff")
+@click.argument("rule")
+@click.option("--since", default=None, help="first trigger time compared (ISO 8601, UTC if naive)")
+@click.option("--until", default=None, help="end of the period, exclusive (ISO 8601)")
+@click.option("--version", "version", type=int, default=None, help="the shadow version (default: any)")
+@click.option(
+    "--file",
+    "file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="decision records as JSON lines (e.g. simulate --decisions) instead of reading cx.decisions",
+)
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of text")
+@click.option("--timeout", default=120.0, show_default=True, help="seconds to read cx.decisions to its end")
+@_guard
+def shadow_diff(
+    rule: str,
+    since: str | None,
+    until: str | None,
+    version: int | None,
+    file: Path | None,
+    as_json: bool,
+    timeout: float,
+) -> None:
+    """Compare a rule's shadow decisions (CXSTREAM_SHADOW_RULES) with its live ones over one period."""
+    import orjson
+
+    from streams.engine.shadow_diff import diff
+    from streams.intake.normalize import parse_time_ms
+    from streams.measure.read import read_topic
+
+    try:
+        start, end = (parse_time_ms(t) if t else None for t in (since, until))
+    except ValueError as exc:
+        raise Stop(f"--since/--until must be ISO 8601 times: {exc}") from None
+    if file is not None:
+        lines = file.read_bytes().splitlines()
+        records = [orjson.loads(line) for line in lines if line.strip().startswith(b"{")]
+    else:
+        s = _settings()
+        records = asyncio.run(read_topic(s, s.topic_decisions, timeout))
+    report = diff(records, rule, since=start, until=end, version=version)
+    click.echo(orjson.dumps(report.as_dict()).decode() if as_json else report.text(), nl=as_json)
+
+
+@main.command()
+@_guard
+def api() -> None:
+    """Serve the Profile API: GET /v1/profiles/TYPE:VALUE (bearer tokens from CXSTREAM_API_TOKENS)."""
+    from streams.api import run_api
+
+    run_api(_settings())
 
 
 @main.group()

@@ -7,6 +7,7 @@ key                              type    holds
 ===============================  ======  ==============================================================
 ``{P:idg}:i:<type>:<value>``     string  identifier -> profile id (the identity index)
 ``{P:idg}:p:<pid>``              hash    profile meta: created, first_seen, last_seen, merged_into, ...
+                                         (``an``: 1 anonymous-only, 0 known; see retention below)
 ``{P:idg}:p:<pid>:ids``          set     the profile's identifiers, ``type:value``
 ``{P:idg}:p:<pid>:traits``       hash    trait -> JSON ``[value, event_ms]`` (newest event wins)
 ``{P:idg}:p:<pid>:ch``           hash    channel -> last event ms
@@ -22,6 +23,7 @@ key                              type    holds
 ``{P:t:<n>}:claims``             zset    claimed timer member -> lease expiry ms
 ``{P:t:<n>}:wm``                 hash    source partition -> watermark ms, as seen by partition n
 ``{P:t:<n>}:wait``               zset    profiles of partition n waiting for a hand-off -> since (wall ms)
+``{P:t:<n>}:act``                zset    known customers of partition n -> last activity ms (KPI gauges)
 ===============================  ======  ==============================================================
 
 Why one hash tag for the whole identity graph: resolution must read and write several
@@ -30,16 +32,19 @@ keys of one slot. On Redis Cluster the graph therefore lives on one primary (mea
 ~200k keys/s per script call of 500 keys, far above one worker's intake), while profile
 state and timers, the bulk of the traffic, spread over the cluster by their own tags.
 Dedupe markers need no atomicity across ids, so they spread by ``DEDUPE_BUCKETS`` tags.
+
+Retention (``CXSTREAM_ANONYMOUS_RETENTION_DAYS``): an anonymous-only profile (identifiers of
+:data:`ANONYMOUS_TYPES` only) has a TTL of that many days on its graph keys (meta, sub-keys, the
+index key of each identifier) and its state ``{P:s:<pid>}``, refreshed by each event; the event
+that makes it known PERSISTs them. An absorbed profile's leftover meta (the merge pointer) and a
+state tombstone live :data:`MERGED_POINTER_TTL`. Timers of a profile whose state expired are
+stale when they come due (the fresh state does not hold them) and are dropped, not fired.
 """
 
 from __future__ import annotations
 
 import zlib
 from typing import Final
-
-# Batch of 500: one Redis round trip per batch. redis-py measured here: ~8k commands/s with
-# one await each, ~49k/s pipelined in 500s, ~200k keys/s in one Lua call per 500 keys.
-DEFAULT_BATCH: Final = 500
 
 MS: Final = 1
 SECOND_MS: Final = 1000
@@ -61,6 +66,13 @@ TIMER_LEASE_MS: Final = 30 * SECOND_MS
 TIMER_MAX_ATTEMPTS: Final = 3
 #: Most timers fired per partition per scan, so one partition cannot starve the others.
 TIMER_SCAN_LIMIT: Final = 500
+
+#: Identifier types that leave a profile anonymous (``message_id``: the fallback of an event whose
+#: identifiers were all blocked). A profile with any other type is known and kept until erased.
+ANONYMOUS_TYPES: Final = frozenset({"anonymous_id", "device_id", "message_id"})
+#: Seconds the pointer left by an absorbed profile (and a state tombstone) lives: lookups by the
+#: old id within it still find the survivor; 30 days covers any replay or hand-off in flight.
+MERGED_POINTER_TTL: Final = 30 * 86400
 
 #: Identifier values never used to link profiles, whatever the settings add.
 BLOCKED_IDENTIFIER_VALUES: Final = frozenset(
@@ -87,6 +99,24 @@ class Keys:
     def profile(self, pid: str) -> str:
         return f"{self.graph}:p:{pid}"
 
+    # The profile's sub-keys. ``resolve.lua`` builds the same names itself (a script only gets
+    # the graph's hash tag): a change here must be made there too.
+    def profile_identifiers(self, pid: str) -> str:
+        """``{P:idg}:p:<pid>:ids``: set of the profile's identifiers, ``type:value``."""
+        return self.profile(pid) + ":ids"
+
+    def profile_traits(self, pid: str) -> str:
+        """``{P:idg}:p:<pid>:traits``: hash, trait -> JSON ``[value, event_ms]``."""
+        return self.profile(pid) + ":traits"
+
+    def profile_channels(self, pid: str) -> str:
+        """``{P:idg}:p:<pid>:ch``: hash, channel -> last event ms."""
+        return self.profile(pid) + ":ch"
+
+    def profile_merges(self, pid: str) -> str:
+        """``{P:idg}:p:<pid>:merges``: list of JSON merge records, oldest first."""
+        return self.profile(pid) + ":merges"
+
     def resolution(self, message_id: str, source: str) -> str:
         """Memo of one event occurrence's resolution (``source``: ``topic/partition/offset``, no ``|``)."""
         return f"{self.graph}:r:{message_id}|{source}"
@@ -99,8 +129,32 @@ class Keys:
         return "{" + f"{self.prefix}:s:{pid}" + "}"
 
     def timers(self, partition: int) -> str:
-        """Base key of a partition's timer keys (``:due``, ``:data``, ``:claims``, ``:wm``)."""
+        """``{P:t:<n>}``: the hash tag of a partition's timer keys (all in one slot: one Lua call)."""
         return "{" + f"{self.prefix}:t:{partition}" + "}"
+
+    def timer_due(self, partition: int) -> str:
+        """``{P:t:<n>}:due``: zset, timer member -> due ms."""
+        return self.timers(partition) + ":due"
+
+    def timer_data(self, partition: int) -> str:
+        """``{P:t:<n>}:data``: hash, timer member -> JSON payload."""
+        return self.timers(partition) + ":data"
+
+    def timer_claims(self, partition: int) -> str:
+        """``{P:t:<n>}:claims``: zset, claimed timer member -> lease expiry ms."""
+        return self.timers(partition) + ":claims"
+
+    def timer_marks(self, partition: int) -> str:
+        """``{P:t:<n>}:wm``: hash, source partition -> watermark ms as seen by partition n."""
+        return self.timers(partition) + ":wm"
+
+    def timer_waiting(self, partition: int) -> str:
+        """``{P:t:<n>}:wait``: zset, profile waiting for a hand-off -> since (wall ms)."""
+        return self.timers(partition) + ":wait"
+
+    def activity(self, partition: int) -> str:
+        """``{P:t:<n>}:act``: zset, known customer of partition n -> last activity ms (KPIs)."""
+        return self.timers(partition) + ":act"
 
 
 def dedupe_bucket(message_id: str) -> int:

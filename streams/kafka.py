@@ -116,6 +116,7 @@ def topic_names(settings: Settings) -> list[str]:
         settings.topic_activations,
         settings.topic_decisions,
         settings.topic_identity_changes,
+        settings.topic_conversions,
     ]
 
 

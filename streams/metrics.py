@@ -35,8 +35,8 @@ log = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 #: Redis calls are sub-millisecond on loopback; the top buckets catch retries and slow scripts.
 REDIS_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5)
-#: Timer lateness is about the timer tick on the wall clock (0.2-1 s), but on the event clock a
-#: replay's watermark can move hours in one batch: buckets up to a day.
+#: Timer lateness is wall time since a timer became due (the timer tick, 0.2-1 s, when healthy,
+#: on either clock); a starved worker or a backlog of due timers can make it minutes or hours.
 LATENESS_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 86400)
 BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 
@@ -94,7 +94,7 @@ EVENT_TO_TRIGGER_SECONDS = Histogram(
 TRIGGERS = Counter("cxstream_triggers_total", "Triggers activated, by rule and channel", ["rule", "channel"])
 DECISIONS = Counter(
     "cxstream_decisions_total",
-    "Decisions on triggers, by rule and outcome (activated, suppressed)",
+    "Decisions on triggers, by rule and outcome (activated, suppressed, holdout, error)",
     ["rule", "outcome"],
 )
 REFUSALS = Counter(
@@ -122,12 +122,45 @@ HANDOFF_TIMEOUTS = Counter(
     "cxstream_handoff_timeouts_total",
     "Profiles that stopped waiting for a merge hand-off (timeout or full buffer) and went on",
 )
+# ---------------------------------------------------------------------- measurement (streams/measure)
+MEASURED_TRIGGERS = Counter(
+    "cxstream_measured_triggers_total",
+    "Triggers governance allowed, by rule and group: treated (activated) or holdout (held out, not sent)",
+    ["rule", "group"],
+)
+CONVERSIONS = Counter(
+    "cxstream_conversions_total",
+    "Conversions within the rule's window after a trigger, by rule and group (treated, holdout)",
+    ["rule", "group"],
+)
+EVENTS_IDENTIFIED = Counter(
+    "cxstream_events_identified_total",
+    "Events applied to a profile, by who identifies the person: the event itself, its profile, or nobody",
+    ["by"],
+)
+MILESTONES = Counter(
+    "cxstream_profile_milestones_total",
+    "Profiles reaching a program milestone (known, cross_channel, first_purchase, repeat_purchase)",
+    ["milestone"],
+)
+RETURNS = Counter(
+    "cxstream_customer_returns_total",
+    "Activities of known customers after a quiet spell, by its length (under_30d, 30d_to_90d, over_90d, "
+    "after_churn)",
+    ["gap"],
+)
 # ---------------------------------------------------------------------- timers
 TIMERS_FIRED = Counter("cxstream_timers_fired_total", "Durable timers fired", ["rule"])
 TIMERS_PENDING = Gauge("cxstream_timers_pending", "Timers scheduled on this worker's partitions")
+CUSTOMERS = Gauge(
+    "cxstream_customers",
+    "Known customers of this worker's partitions: all with activity, active in the last 30d/90d, "
+    "churned (no activity for [measurement] churn_days); sum over workers (streams.measure.activity)",
+    ["partition", "window"],
+)
 TIMER_LATENESS = Histogram(
     "cxstream_timer_lateness_seconds",
-    "How late a timer fired, against its clock (wall or event)",
+    "Wall seconds from the moment a timer became due (its partition's clock reached it) until it fired",
     buckets=LATENESS_BUCKETS,
 )
 # ---------------------------------------------------------------------- Kafka and Redis
@@ -160,16 +193,62 @@ def channel_label(channel: str) -> str:
     return channel if channel in _channels else "other"
 
 
+def measured_rules(rules: Iterable[str], converting: Iterable[str]) -> None:
+    """Start the measurement series of the enabled rules at 0 (triggers of both groups; conversions
+    of the rules that define conversion events), so a rate over them counts their first events."""
+    for rule in rules:
+        for group in ("treated", "holdout"):
+            MEASURED_TRIGGERS.labels(rule, group)
+    for rule in converting:
+        for group in ("treated", "holdout"):
+            CONVERSIONS.labels(rule, group)
+
+
+def person_label(reach: Iterable[str]) -> str:
+    """``known`` if the identifier types ``reach`` name a person, else ``anonymous``."""
+    return "known" if any(t not in ANONYMOUS_TYPES for t in reach) else "anonymous"
+
+
+def statement_label(consent: Mapping[str, Any], purposes: Iterable[str]) -> str:
+    """``explicit`` if the consent history holds a statement for one of ``purposes``, else ``none``."""
+    return "explicit" if any(consent.get(p) for p in purposes) else "none"
+
+
 def event_resolved(reach: Iterable[str]) -> None:
     """An event was applied to a profile whose identifier types are ``reach``."""
-    known = any(t not in ANONYMOUS_TYPES for t in reach)
-    EVENTS_RESOLVED.labels("known" if known else "anonymous").inc()
+    EVENTS_RESOLVED.labels(person_label(reach)).inc()
 
 
 def decision_consent(consent: Mapping[str, Any], purposes: Iterable[str]) -> None:
     """A decision needing ``purposes`` was taken on a profile with this consent history."""
-    explicit = any(consent.get(p) for p in purposes)
-    DECISION_CONSENT.labels("explicit" if explicit else "none").inc()
+    DECISION_CONSENT.labels(statement_label(consent, purposes)).inc()
+
+
+# ---------------------------------------------------------------------- per-batch counting
+#: counts gathered by :func:`count`, per (counter, label values), until :func:`flush`
+_pending: dict[tuple[Counter, tuple[str, ...]], int] = {}
+
+
+def count(counter: Counter, *labels: str) -> None:
+    """Add 1 to ``counter`` (with these label values) at the next :func:`flush`.
+
+    For what happens once per event: ``labels().inc()`` takes a lock and builds the label key
+    each time (a few µs); a batch of 500 events has a handful of distinct label sets, each
+    added once. Only the process's own event loop calls this (not thread-safe)."""
+    key = (counter, labels)
+    _pending[key] = _pending.get(key, 0) + 1
+
+
+def flush() -> None:
+    """Add what :func:`count` gathered to the counters. Called at the end of each stage call
+    (``IntakeStage.process``, ``DecideStage.process``/``fire_due``/``release_waiting``) and by
+    the app after every batch, so a scrape lags by at most the batch in hand."""
+    if not _pending:
+        return
+    items = list(_pending.items())
+    _pending.clear()
+    for (counter, labels), n in items:
+        (counter.labels(*labels) if labels else counter).inc(n)
 
 
 class Lag:
@@ -243,6 +322,12 @@ for _change in ("created", "merged", "erased"):
     PROFILE_CHANGES.labels(_change)
 for _outcome in ("new", "matched", "merged", "limit_hit", "erased"):
     IDENTITY_OUTCOMES.labels(_outcome)
+for _by in ("event", "profile", "anonymous"):
+    EVENTS_IDENTIFIED.labels(_by)
+for _m in ("known", "cross_channel", "first_purchase", "repeat_purchase"):
+    MILESTONES.labels(_m)
+for _g in ("under_30d", "30d_to_90d", "over_90d", "after_churn"):
+    RETURNS.labels(_g)
 
 
 # ---------------------------------------------------------------------- reading a worker's endpoint

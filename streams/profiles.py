@@ -11,18 +11,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from streams import redis_io
-from streams.constants import Keys
-from streams.engine.state import ProfileState, RedisStateStore
-from streams.engine.timers import RedisTimerStore, TimerOps, member
+from streams.constants import MERGED_POINTER_TTL, Keys
+from streams.engine.state import RedisStateStore
+from streams.engine.timers import RedisTimerStore, TimerOps
 from streams.exceptions import IdentityError
 from streams.identity.base import IdentityRules, ProfileView
+from streams.identity.pii import HASH_PREFIX, Pseudonymizer, is_hashed
 from streams.identity.redis_store import RedisIdentityStore
 from streams.intake import Intake, IntakeConfig
 from streams.intake.normalize import ms_to_iso
+from streams.measure.activity import RedisActivityStore
 from streams.model import Identifier, JSONDict, dumps
 from streams.pipeline.envelope import erase_record, partition_for
-from streams.pipeline.intake_stage import pseudonymize
 from streams.settings import Settings
+from streams.state import ProfileState, TimerId, erase_profile
 
 
 def _when(ms: int) -> str:
@@ -42,8 +44,18 @@ def parse_ref(settings: Settings, ref: str) -> Identifier:
         raise IdentityError(f"{ref!r}: {ident.value!r} is not a valid {ident.type}")
     ident = Identifier(ident.type, norm)
     if settings.identity_pepper:
-        ident = pseudonymize(settings.identity_pepper.get_secret_value().encode(), ident)
+        pepper = settings.identity_pepper.get_secret_value().encode()
+        ident = Pseudonymizer(pepper, settings.phone_default_region).identifier(ident)
     return ident
+
+
+def _has_hash(v: object) -> bool:
+    """Does a trait value (nested ones included) hold a keyed hash instead of a raw value?"""
+    if isinstance(v, dict):
+        return any(_has_hash(x) for x in v.values())
+    if isinstance(v, list):
+        return any(_has_hash(x) for x in v)
+    return is_hashed(v)
 
 
 def _plural(n: int, word: str) -> str:
@@ -62,7 +74,7 @@ def render(view: ProfileView, state: ProfileState, partition: int, found_by: str
         "  identifiers",
     ]
     for i in view.identifiers:
-        note = "  (keyed hash: the raw value is not stored)" if i.value.startswith("h:") else ""
+        note = "  (keyed hash: the raw value is not stored)" if is_hashed(i.value) else ""
         lines.append(f"    {i.type:<14} {i.value}{note}")
     lines.append("  channels (most recent first)")
     lines += [
@@ -73,7 +85,8 @@ def render(view: ProfileView, state: ProfileState, partition: int, found_by: str
     if not view.traits:
         lines.append("    (none)")
     for k, (v, ts) in sorted(view.traits.items()):
-        lines.append(f"    {k:<14} {dumps(v).decode()}  (as of {_when(int(ts))})")
+        note = "; keyed hash: the raw value is not stored" if _has_hash(v) else ""
+        lines.append(f"    {k:<14} {dumps(v).decode()}  (as of {_when(int(ts))}{note})")
     lines.append("  consent")
     if not state.consent:
         lines.append("    (none given: the region's regime applies)")
@@ -88,8 +101,8 @@ def render(view: ProfileView, state: ProfileState, partition: int, found_by: str
     if not state.timers:
         lines.append("    (none)")
     for key, due in sorted(state.timers.items(), key=lambda x: (x[1], x[0])):
-        rule, _, name = key.partition("|")
-        lines.append(f"    {rule + ' ' + name:<30} due {_when(due)}")
+        tid = TimerId.from_key(view.profile_id, key)
+        lines.append(f"    {tid.rule + ' ' + tid.name:<30} due {_when(due)}")
     lines.append("  merges")
     if not view.merges:
         lines.append("    (none)")
@@ -129,30 +142,91 @@ def _iso(ms: int) -> str:
     return ms_to_iso(int(ms))
 
 
+#: Days each topic keeps its records as ``deploy/kafka/create-topics.sh`` creates it.
+TOPIC_RETENTION_DAYS = {
+    "raw": 7,
+    "profiled": 7,
+    "deadletter": 30,
+    "activations": 7,
+    "decisions": 90,
+    "identity_changes": 30,
+    "conversions": 90,
+}
+
+
+def held_elsewhere(settings: Settings) -> list[JSONDict]:
+    """What an export cannot contain and an erasure does not reach, and until when it stays."""
+    ttl = settings.dedupe_ttl
+    topics = {
+        "raw": (settings.topic_raw, "the events as sent (raw values, whatever the pepper)"),
+        "profiled": (settings.topic_profiled, "the events as stored (hashed where a pepper is set)"),
+        "deadletter": (settings.topic_deadletter, "bad events as sent; headers never carry a value"),
+        "activations": (settings.topic_activations, "triggers: profile id and rule context"),
+        "decisions": (settings.topic_decisions, "decisions: profile id, rule context and reasons"),
+        "identity_changes": (
+            settings.topic_identity_changes,
+            "profile created / merged (linking identifiers in stored form) / erased",
+        ),
+        "conversions": (settings.topic_conversions, "conversions: profile id"),
+    }
+    out: list[JSONDict] = [
+        {
+            "where": f"Kafka topic {name}",
+            "what": what,
+            "until": f"the topic's retention (retention.ms; {TOPIC_RETENTION_DAYS[k]} days as "
+            "deploy/kafka/create-topics.sh creates it); not searchable by person",
+        }
+        for k, (name, what) in topics.items()
+    ]
+    out += [
+        {
+            "where": "Redis dedupe markers",
+            "what": "messageIds of recent events",
+            "until": f"CXSTREAM_DEDUPE_TTL ({ttl} s) after the event",
+        },
+        {
+            "where": "Redis identity resolution memos",
+            "what": "messageId and source offset -> profile id and merges (stored form)",
+            "until": f"CXSTREAM_DEDUPE_TTL ({ttl} s) after the event; an erasure removes them",
+        },
+        {
+            "where": "Redis merge pointers and state tombstones",
+            "what": "an absorbed profile id -> the survivor's id (no value of the person)",
+            "until": f"{MERGED_POINTER_TTL // 86400} days after the merge; an erasure removes them",
+        },
+    ]
+    return out
+
+
 def export_document(settings: Settings, view: ProfileView, state: ProfileState, at: int) -> JSONDict:
     """Everything held about the person in Redis, as one JSON document (subject access), and what
     is held elsewhere that the export cannot contain."""
     hashed = settings.identity_pepper is not None
     timers = []
     for key, due in sorted(state.timers.items(), key=lambda x: (x[1], x[0])):
-        rule, _, name = key.partition("|")
-        timers.append({"rule": rule, "name": name, "due": _iso(due), "payload": state.tpay.get(key)})
-    ttl = settings.dedupe_ttl
+        tid = TimerId.from_key(view.profile_id, key)
+        timers.append(
+            {"rule": tid.rule, "name": tid.name, "due": _iso(due), "payload": state.timer_payloads.get(key)}
+        )
     return {
         "profileId": view.profile_id,
         "exportedAt": _iso(at),
         "identifiers": [
-            {"type": i.type, "value": i.value, "hashed": i.value.startswith("h:")} for i in view.identifiers
+            {"type": i.type, "value": i.value, "hashed": is_hashed(i.value)} for i in view.identifiers
         ],
         "identifiersNote": (
-            "as stored: email and phone are keyed hashes (h:...), the raw values are not kept"
+            f"as stored: every email address and phone number, whatever its field, is a keyed hash "
+            f"({HASH_PREFIX}<40 hex>), the raw values are not kept"
             if hashed
             else "as stored: no pseudonymization pepper is set, values are kept as sent (normalized)"
         ),
         "created": _iso(view.created),
         "firstSeen": _iso(view.first_seen),
         "lastSeen": _iso(view.last_seen),
-        "traits": {k: {"value": v, "asOf": _iso(int(ts))} for k, (v, ts) in sorted(view.traits.items())},
+        "traits": {
+            k: {"value": v, "asOf": _iso(int(ts)), "hashed": _has_hash(v)}
+            for k, (v, ts) in sorted(view.traits.items())
+        },
         "channels": {
             ch: {"lastActivity": _iso(ts)}
             for ch, ts in sorted(view.channels.items(), key=lambda x: (-x[1], x[0]))
@@ -169,25 +243,16 @@ def export_document(settings: Settings, view: ProfileView, state: ProfileState, 
         "country": state.country,
         "ruleState": {
             "rules": state.rules,
-            "lastTriggers": {rule: _iso(ts) for rule, ts in sorted(state.cool.items())},
+            "lastTriggers": {rule: _iso(ts) for rule, ts in sorted(state.cooldowns.items())},
             "recentActivations": {ch: [_iso(t) for t in ts] for ch, ts in sorted(state.caps.items())},
+            # computed traits (streams/engine/computed.py) and the last decided triggers, as stored
+            "computed": state.computed,
+            "recentTriggers": state.recent,
+            # triggers still waiting for a conversion, with the group the person is in ([measurement])
+            "openExposures": state.expo,
         },
         "pendingTimers": timers,
-        "held_elsewhere": [
-            {
-                "where": f"Kafka topics {settings.topic_raw}, {settings.topic_deadletter}, "
-                f"{settings.topic_profiled}, {settings.topic_decisions}, {settings.topic_activations}, "
-                f"{settings.topic_identity_changes}",
-                "what": "the events as sent, dead letters, profiled events, decisions, activations and "
-                "identity changes about this person",
-                "until": "each topic's retention (retention.ms on the broker); not searchable by person",
-            },
-            {
-                "where": "Redis dedupe markers and identity resolution memos",
-                "what": "messageIds of recent events and the profile each resolved to",
-                "until": f"CXSTREAM_DEDUPE_TTL ({ttl} s) after the event",
-            },
-        ],
+        "held_elsewhere": held_elsewhere(settings),
     }
 
 
@@ -203,18 +268,26 @@ async def export_profile(settings: Settings, ref: str) -> JSONDict:
 
 
 async def _erase_in_redis(client: redis_io.Client, settings: Settings, pid: str) -> list[str]:
-    """The identity graph, then rule state and timers of the profile and of every profile it absorbed."""
+    """The identity graph, then (:func:`~streams.state.erase_profile`, as the decide stage erases)
+    timers and state of the profile and of every profile it absorbed, and their tombstones."""
     keys = Keys(settings.redis_prefix)
     store = RedisIdentityStore(client, keys, IdentityRules.from_settings(settings))
     states = RedisStateStore(client, keys)
     gone = await store.forget(pid)
     loaded = await states.load(gone)
     timers = RedisTimerStore(client, keys)
-    for g, state in loaded.items():
-        cancel = {member(g, *k.split("|", 1)) for k in state.timers}
-        if cancel:
-            await timers.apply(partition_for(g, settings.partitions), TimerOps({}, cancel))
-    await states.save(dict.fromkeys([*gone, *(a for s in loaded.values() for a in s.absorbed)]))
+    deleted: list[str] = []
+    for g in gone:
+        erasure = erase_profile(g, loaded[g])
+        if erasure.cancel_timers:
+            await timers.apply(
+                partition_for(g, settings.partitions), TimerOps({}, set(erasure.cancel_timers))
+            )
+        deleted += [d for d in erasure.delete_states if d not in deleted]
+    await states.save(dict.fromkeys(deleted))
+    activity = RedisActivityStore(client, keys)  # the KPI gauges' last activity (measure/activity.py)
+    for d in deleted:
+        await activity.apply(partition_for(d, settings.partitions), {}, [d])
     return gone
 
 

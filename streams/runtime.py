@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from streams import metrics
 from streams.consent.policy import Policy, load_policy
-from streams.constants import Keys
+from streams.constants import DAY_MS, Keys
 from streams.engine import registry
 from streams.engine.clock import EventClock
 from streams.engine.runner import Engine
@@ -24,6 +25,12 @@ from streams.identity.memory import MemoryIdentityStore
 from streams.identity.redis_store import RedisIdentityStore
 from streams.intake import Intake, IntakeConfig
 from streams.intake.dedupe import DedupeStore, MemoryDedupeStore, RedisDedupeStore
+from streams.measure.activity import (
+    REFRESH_SECONDS,
+    ActivityStore,
+    MemoryActivityStore,
+    RedisActivityStore,
+)
 from streams.pipeline.decide_stage import DecideStage, DecideTopics, Result
 from streams.pipeline.intake_stage import IntakeStage, IntakeTopics
 from streams.pipeline.records import OutRecord
@@ -41,6 +48,7 @@ class Stores:
     identity: IdentityStore
     states: StateStore
     timers: TimerStore
+    activity: ActivityStore = field(default_factory=MemoryActivityStore)
 
     @classmethod
     def memory(cls, settings: Settings | None = None) -> Stores:
@@ -60,15 +68,22 @@ class Stores:
         # one server, or any node of a Redis Cluster: every store works on both (README, Redis Cluster)
         client = redis_io.connect_any(settings.redis_url.get_secret_value(), cluster=settings.redis_cluster)
         keys = Keys(settings.redis_prefix)
+        # retention: anonymous-only profiles expire this long after their last event (constants.py)
+        anonymous_ttl = settings.anonymous_retention_days * 86400
         return cls(
             RedisDedupeStore(client, keys, settings.dedupe_ttl),
             # resolutions remembered as long as dedupe markers: a retry or redelivery within it
             # gets the same profile, creation and merges back (streams/identity/resolve.lua)
             RedisIdentityStore(
-                client, keys, IdentityRules.from_settings(settings), memo_ttl=settings.dedupe_ttl
+                client,
+                keys,
+                IdentityRules.from_settings(settings),
+                memo_ttl=settings.dedupe_ttl,
+                anonymous_ttl=anonymous_ttl,
             ),
-            RedisStateStore(client, keys),
+            RedisStateStore(client, keys, anonymous_ttl=anonymous_ttl),
             RedisTimerStore(client, keys),
+            RedisActivityStore(client, keys),
         )
 
 
@@ -81,7 +96,8 @@ class Runtime:
         self.policy = policy or load_policy(settings.policy_file)
         metrics.known_channels(self.policy.channels)  # the only channel names kept as metric labels
         self.rules = registry.load(settings.rules, settings=settings)
-        self.engine = Engine(self.rules, self.policy)
+        shadow = registry.load_shadow(settings.shadow_rules, self.rules, settings=settings)
+        self.engine = Engine(self.rules, self.policy, shadow)
         self.intake = IntakeStage(
             Intake(
                 IntakeConfig(
@@ -109,21 +125,24 @@ class Runtime:
             stores.timers,
             partitions=settings.partitions,
             topics=DecideTopics(
-                settings.topic_profiled,
-                settings.topic_activations,
-                settings.topic_decisions,
-                settings.topic_identity_changes,
-                settings.topic_deadletter,
+                profiled=settings.topic_profiled,
+                activations=settings.topic_activations,
+                decisions=settings.topic_decisions,
+                deadletter=settings.topic_deadletter,
+                conversions=settings.topic_conversions,
             ),
             clock=settings.clock,
             event_clock=self.event_clock,
             timer_batch=settings.timer_batch,
             handoff_timeout_ms=int(settings.handoff_timeout * 1000),
             handoff_max_buffer=settings.handoff_max_buffer,
+            activity=stores.activity,
         )
         #: one profile's state is touched by one coroutine at a time: the batch or the timer tick
         self.lock = asyncio.Lock()
         self.known_partitions: set[int] = set()
+        self._counted_at = 0.0  # monotonic time of the last customer count
+        self._counted: set[int] = set()  # partitions whose customer gauges this worker reports
 
     async def adopt(self, partitions: set[int]) -> None:
         """Partitions of the repartition topic newly assigned to us: restore their event clocks."""
@@ -159,3 +178,26 @@ class Runtime:
         for p in self.known_partitions:
             pending += await self.stores.timers.pending(p)
         metrics.TIMERS_PENDING.set(pending)
+        if time.monotonic() - self._counted_at >= REFRESH_SECONDS:
+            await self.count_customers()
+
+    async def count_customers(self) -> None:
+        """Refresh ``cxstream_customers`` for the partitions we own (and drop the series of those
+        we no longer own: their new owner reports them)."""
+        self._counted_at = time.monotonic()
+        churn_ms = int(self.policy.measurement.churn_days * DAY_MS)
+        for p in sorted(self._counted - self.known_partitions):
+            for window in ("all", "30d", "90d", "churned"):
+                metrics.CUSTOMERS.remove(str(p), window)
+        self._counted = set()
+        for p in sorted(self.known_partitions):
+            now = self.decide.clock_now(p)
+            if now is None:
+                continue  # the event clock has not started on this partition yet
+            c = await self.stores.activity.customers(p, now, churn_ms)
+            label = str(p)
+            metrics.CUSTOMERS.labels(label, "all").set(c.total)
+            for days, n in c.active.items():
+                metrics.CUSTOMERS.labels(label, f"{days}d").set(n)
+            metrics.CUSTOMERS.labels(label, "churned").set(c.churned)
+            self._counted.add(p)

@@ -92,6 +92,11 @@ class Settings(BaseSettings):
         default=("cart_abandoned", "inactive_45d", "loan_eligibility_repeat"),
         description="names of the rule modules that are on",
     )
+    shadow_rules: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="rules run in shadow (name or module:Class, as CXSTREAM_RULES): their decisions go to "
+        "cx.decisions with outcome shadow, nothing is activated; each runs as <name>@<version>",
+    )
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="0 disables the metrics endpoint")
     shutdown_timeout: float = Field(
         default=30,
@@ -135,6 +140,13 @@ class Settings(BaseSettings):
         "`too_many_identifiers`",
     )
     dedupe_ttl: int = Field(default=24 * 3600, ge=1, description="seconds a messageId is remembered")
+    anonymous_retention_days: int = Field(
+        default=395,
+        ge=1,
+        le=36_500,
+        description="days an anonymous-only profile (anonymous_id / device_id only) is kept after its "
+        "last activity; then Redis removes it with everything it holds (known profiles are kept)",
+    )
     future_tolerance: int = Field(
         default=24 * 3600, ge=0, description="seconds an event may lie in the future"
     )
@@ -162,12 +174,22 @@ class Settings(BaseSettings):
         default=DEFAULT_MAX_MERGES, ge=0, le=1_000_000, description="most merges into one profile"
     )
 
+    # --- Profile API (`cxstream api`) -------------------------------------------------------
+    api_port: int = Field(default=8080, ge=1, le=65535, description="port of the Profile API")
+    api_host: str = Field(default="0.0.0.0", description="address the Profile API listens on")
+    api_tokens: SecretStr | None = Field(
+        default=None,
+        description="comma-separated bearer tokens allowed to read profiles (each >= 16 characters); "
+        "unset: every profile request gets 401",
+    )
+
     # --- topics --------------------------------------------------------------------------
     topic_raw: str = "cx.events.raw"
     topic_deadletter: str = "cx.events.deadletter"
     topic_activations: str = "cx.activations"
     topic_decisions: str = "cx.decisions"
     topic_identity_changes: str = "cx.identity.changes"
+    topic_conversions: str = "cx.conversions"
 
     @classmethod
     def settings_customise_sources(
@@ -223,6 +245,18 @@ class Settings(BaseSettings):
             raise ValueError(f"{expected} ({reason})") from None
         return v
 
+    @field_validator("api_tokens")
+    @classmethod
+    def _tokens(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and any(len(t.strip()) < 16 for t in v.get_secret_value().split(",")):
+            raise ValueError("expected comma-separated tokens of at least 16 characters each")
+        return v
+
+    def api_token_list(self) -> list[bytes]:
+        """The Profile API's bearer tokens (``CXSTREAM_API_TOKENS``), as bytes for ``hmac.compare_digest``."""
+        raw = self.api_tokens.get_secret_value() if self.api_tokens else ""
+        return [t.strip().encode() for t in raw.split(",") if t.strip()]
+
     @field_validator("app_id", "redis_prefix")
     @classmethod
     def _ident(cls, v: str) -> str:
@@ -230,7 +264,7 @@ class Settings(BaseSettings):
             raise ValueError("expected letters, digits, '.', '_' or '-'")
         return v
 
-    @field_validator("rules", "blocked_identifiers", mode="before")
+    @field_validator("rules", "shadow_rules", "blocked_identifiers", mode="before")
     @classmethod
     def _csv(cls, v: Any) -> Any:
         if isinstance(v, str):
@@ -335,7 +369,7 @@ class Settings(BaseSettings):
         return out
 
 
-_SECRET_FIELDS = frozenset({"kafka_sasl_password", "identity_pepper"})
+_SECRET_FIELDS = frozenset({"kafka_sasl_password", "identity_pepper", "api_tokens"})
 
 
 def _mask_url(url: str) -> str:

@@ -27,6 +27,7 @@ class SimResult:
     activations: list[bytes] = field(default_factory=list)
     decisions: list[bytes] = field(default_factory=list)
     identity_changes: list[bytes] = field(default_factory=list)
+    conversions: list[bytes] = field(default_factory=list)
     deadletter_records: list[OutRecord] = field(default_factory=list)
 
 
@@ -59,6 +60,8 @@ class LocalPipeline:
                 self.result.decisions.append(r.value)
             elif r.topic == s.topic_identity_changes:
                 self.result.identity_changes.append(r.value)
+            elif r.topic == s.topic_conversions:
+                self.result.conversions.append(r.value)
             elif r.topic == s.topic_deadletter:
                 self.result.deadletters += 1
                 self.result.deadletter_records.append(r)

@@ -13,22 +13,38 @@
         ])
         assert [t.context["check_count"] for t in run.triggers] == [3]
 
-``run_rule`` drives one rule through the real engine (:class:`streams.engine.runner.Engine`)
-for one profile, with the event clock advancing to each event's time, like the
-pipeline does for in-order input. It runs the rule exactly as a worker does: the rule
-gets a deep copy of its state, what it returns is checked (an ``Outcome`` of JSON
-objects), timers come back with the payload they were set with, and the profile state
-makes a JSON round trip after every step, as it does through Redis. A rule that raises or
-returns something else is reported in ``RuleRun.failures`` (a worker would write a
-``cx.decisions`` record with outcome ``error``); ``strict=True`` raises instead.
-``run_journey`` runs raw Segment messages through the whole pipeline (intake, identity,
-consent, rules, timers) with in-memory stores.
+Everything a rule test needs is here, one import: the event builders (:func:`track`,
+:func:`page`, :func:`event`, :func:`segment`, :func:`at`), the runners (:func:`run_rule`,
+:func:`deliver_then_fire`, :func:`run_journey`), a merge step (:func:`absorb`) and
+:class:`FakeClock`.
+
+The runners run the rule as a worker does, through the real engine
+(:class:`streams.engine.runner.Engine`): the rule gets a deep copy of its state, what it
+returns is checked (an ``Outcome`` of JSON objects), timers come back with the payload they
+were set with (after a merge too), and the profile state makes a JSON round trip after
+every step, as it does through Redis. A rule that raises or returns something else is
+reported in ``RuleRun.failures`` (a worker would write a ``cx.decisions`` record with
+outcome ``error``); ``strict=True`` raises instead.
+
+Clocks, as in a worker on the event clock:
+
+* :func:`run_rule` moves the clock to the highest event time seen after each event (the
+  watermark of in-order input) and fires the timers due by then. Events given out of
+  order are therefore *late* events: the clock has already passed them, and timers due
+  before them may have fired. At the end the clock moves to ``until`` (default: the last
+  event's time; a timer due after that has not fired yet: see ``RuleRun.timers``).
+* :func:`deliver_then_fire` delivers every event (in the given order) before the clock
+  moves, then moves it to ``until``: the case a rule must get right whatever the arrival
+  order (compare it on shuffled input with :func:`run_rule` on sorted input).
+* :func:`run_journey` runs raw Segment messages through the whole pipeline (intake,
+  identity, consent, rules, timers) with in-memory stores; its clock stops at the last
+  event's time unless ``until`` moves it further.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,11 +54,11 @@ from rules.base import Rule, TriggerSpec
 from streams.consent.decide import Verdict
 from streams.consent.policy import DEFAULT_POLICY, Policy
 from streams.engine.runner import Effects, Engine, Fired, RuleFailure
-from streams.engine.state import ProfileState
 from streams.intake.normalize import ms_to_iso, parse_time_ms
 from streams.model import CallType, ConsentSignal, Event, Identifier, JSONDict
 from streams.settings import Settings
 from streams.simulate import LocalPipeline, SimResult
+from streams.state import ProfileState
 
 _ids = itertools.count(1)
 
@@ -114,6 +130,34 @@ class RuleFailed(AssertionError):
     """``run_rule(..., strict=True)``: the rule failed where a worker would have isolated it."""
 
 
+@dataclass(frozen=True, slots=True)
+class Merge:
+    """A step of :func:`run_rule`: another profile (its state and pending timers) is merged in.
+
+    Made by :func:`absorb`. The engine folds it in as a worker does after an identity merge:
+    :meth:`Rule.merge` on the two states, the absorbed profile's timers follow (the earlier
+    wins a name clash), then the timers due by the current clock fire.
+    """
+
+    state: ProfileState
+    profile_id: str = "p_absorbed"
+
+
+def absorb(other: RuleRun | ProfileState, profile_id: str = "p_absorbed") -> Merge:
+    """A merge step for :func:`run_rule`: ``other`` (a run, e.g. one with a timer pending) is merged in.
+
+    ::
+
+        before = run_rule(rule, [view_a1, view_a2])          # another profile: a timer pending
+        run = run_rule(rule, [view_a3, absorb(before)], until=t0 + DAY_MS)
+    """
+    state = other.state if isinstance(other, RuleRun) else other
+    return Merge(ProfileState.from_json(state.to_json()), profile_id)
+
+
+Step = Event | Merge
+
+
 @dataclass
 class RuleRun:
     fired: list[Fired] = field(default_factory=list)
@@ -133,7 +177,7 @@ class RuleRun:
 
 def run_rule(
     rule: Rule,
-    events: Iterable[Event],
+    events: Iterable[Step],
     *,
     until: int | None = None,
     policy: Policy = DEFAULT_POLICY,
@@ -141,14 +185,42 @@ def run_rule(
     state: ProfileState | None = None,
     strict: bool = False,
 ) -> RuleRun:
-    """Feed ``events`` (in the given order) to ``rule`` for one profile.
+    """Feed ``events`` (in the given order; :func:`absorb` steps merge a profile in) to ``rule``.
 
-    After each event the clock moves to the highest event time seen so far and due
-    timers fire; at the end it moves to ``until`` (default: the last event's time).
+    After each step the clock moves to the highest event time seen so far and due timers
+    fire; at the end it moves to ``until`` (default: the last event's time).
     ``strict``: raise :class:`RuleFailed` at the first failure of the rule.
     """
+    return _run(rule, events, until, policy, profile_id, state, strict, move_clock=True)
+
+
+def deliver_then_fire(rule: Rule, events: Iterable[Step], until: int) -> list[TriggerSpec]:
+    """Every event arrives (in the given order) before the clock moves; then the clock goes to ``until``.
+
+    That is the event-clock case a rule promises to get right whatever the arrival order:
+    the watermark only passes a timer's due time after every earlier event was seen.
+    Returns the triggers, in the order they fired.
+    """
+    return _run(rule, events, until, DEFAULT_POLICY, "p_test", None, False, move_clock=False).triggers
+
+
+#: The shape of :func:`deliver_then_fire` (for a pytest fixture that hands it out).
+Deliver = Callable[[Rule, Iterable[Event], int], list[TriggerSpec]]
+
+
+def _run(
+    rule: Rule,
+    events: Iterable[Step],
+    until: int | None,
+    policy: Policy,
+    profile_id: str,
+    state: ProfileState | None,
+    strict: bool,
+    *,
+    move_clock: bool,
+) -> RuleRun:
     engine = Engine([rule], policy)
-    run = RuleRun(state=state or ProfileState())
+    run = RuleRun(state=ProfileState.from_json(state.to_json()) if state else ProfileState())
     clock = -(2**62)
 
     def collect(eff: Effects) -> None:
@@ -163,12 +235,19 @@ def run_rule(
     def fire(upto: int) -> None:
         collect(engine.fire_until(profile_id, run.state, upto))
 
-    for ev in events:
-        collect(engine.on_event(profile_id, run.state, ev))
-        clock = max(clock, ev.ts)
-        fire(clock)
+    for step in events:
+        if isinstance(step, Merge):
+            at = max(clock, 0)  # the merge's time, as a failure of Rule.merge reports it
+            collect(engine.merge(profile_id, run.state, step.state, step.profile_id, at))
+        else:
+            collect(engine.on_event(profile_id, run.state, step))
+            clock = max(clock, step.ts)
+        if move_clock:
+            fire(clock)
     if until is not None:
         fire(until)
+    elif not move_clock:
+        fire(clock)
     run.timers = dict(run.state.timers)
     return run
 
@@ -177,8 +256,14 @@ async def run_journey(
     messages: Iterable[JSONDict | bytes],
     settings: Settings | None = None,
     batch: int = 1,
+    until: int | None = None,
 ) -> SimResult:
-    """Raw Segment messages (dicts or bytes) through the whole pipeline, in memory, event clock."""
+    """Raw Segment messages (dicts or bytes) through the whole pipeline, in memory, event clock.
+
+    The clock ends at the last event's time, as at the end of a replay: a timer due later has
+    not fired. ``until`` (epoch ms) moves the clock on to that time first, as if every source
+    had been quiet until then.
+    """
     s = (settings or Settings()).model_copy(update={"partitions": 1, "clock": "event"})
     pipe = LocalPipeline(s)
     buf: list[bytes] = []
@@ -189,7 +274,15 @@ async def run_journey(
             buf = []
     if buf:
         await pipe.feed(buf)
-    return await pipe.finish()
+    result = await pipe.finish()
+    if until is not None:
+        clock = pipe.runtime.event_clock
+        for p in list(clock.parts):
+            for src in range(clock.sources):
+                clock.observe(p, src, until)
+                clock.report_idle(p, src)
+        result = await pipe.finish()
+    return result
 
 
 def segment(call: str, ts: int, **fields: Any) -> JSONDict:
@@ -200,10 +293,18 @@ def segment(call: str, ts: int, **fields: Any) -> JSONDict:
 
 
 __all__ = [
+    "Deliver",
+    "Event",
     "FakeClock",
+    "Merge",
     "RuleFailed",
+    "RuleFailure",
     "RuleRun",
+    "SimResult",
+    "Step",
+    "absorb",
     "at",
+    "deliver_then_fire",
     "event",
     "page",
     "run_journey",

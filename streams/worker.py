@@ -15,6 +15,7 @@ in hand, commits it, leaves the group and exits 0 within ``CXSTREAM_SHUTDOWN_TIM
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,7 @@ def run_worker(settings: Settings) -> None:
     from streams.kafka import create_topics
 
     setup_logging(settings.log_level)
+    fast_loop()
     signal.signal(signal.SIGTERM, _stop_before_start)  # until faust's worker takes the signals over
     preflight(settings)
     if settings.metrics_port:  # first, so cxstream_redis_outage shows while Redis is waited for
@@ -70,6 +72,7 @@ def run_worker(settings: Settings) -> None:
             raise
         log.warning("could not create topics (%s); assuming they exist", exc)
     app, runtime = build_app(settings)
+    quiet_gc()
     log.info(
         "worker %s: %s partitions, clock=%s, rules=%s",
         settings.app_id,
@@ -96,6 +99,35 @@ def run_worker(settings: Settings) -> None:
         if shutdown.signal:
             log.warning("%s: stopped in %.1fs (exit %s)", shutdown.signal, shutdown.elapsed(), exc.code)
         raise
+
+
+def fast_loop() -> None:
+    """Called first by :func:`run_worker`, before any event loop exists: every loop of the
+    worker (faust's, its consumer thread's, the start-up checks') is a uvloop loop, through
+    mode's documented ``mode.loop.use``. The loop's own scheduling and socket calls were a
+    tenth of a worker's CPU on asyncio's (issue 13). Without uvloop installed: asyncio's."""
+    try:
+        import mode.loop
+
+        mode.loop.use("uvloop")
+    except ImportError:  # pragma: no cover (uvloop is a dependency; a platform without its wheel)
+        log.warning("uvloop is not installed: running on asyncio's event loop")
+
+
+#: the cyclic collector's thresholds while the worker runs (Python's default: 700, 10, 10)
+GC_THRESHOLDS = (50_000, 20, 20)
+
+
+def quiet_gc() -> None:
+    """Called once, after the app is built: what start-up made (modules, rules, the app, ~all
+    long-lived) goes to the collector's permanent generation, and the young generation is
+    collected every 50,000 net allocations instead of 700. A batch makes hundreds of
+    thousands of short-lived objects that reference counting frees; the cyclic collector
+    mostly walked the long-lived heap again and again (issue 13: -19% CPU on the stages).
+    Cycles are still collected, only less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _stop_before_start(signum: int, _frame: object) -> None:

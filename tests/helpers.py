@@ -40,6 +40,7 @@ def fresh_settings(stack: LocalStack, **overrides: Any) -> Settings:
         topic_activations=f"{tag}.activations",
         topic_decisions=f"{tag}.decisions",
         topic_identity_changes=f"{tag}.identity.changes",
+        topic_conversions=f"{tag}.conversions",
         batch_within=0.02,
         timer_tick=0.2,
     )

@@ -156,6 +156,9 @@ def test_a_stuck_event_loop_is_seen_from_the_server_thread() -> None:
         assert get(url)[0] == 200  # beats again
     finally:
         beats.cancel()
+        # let the loop run the cancellation before it stops: a task left pending is destroyed
+        # with the loop, and the warning lands in whichever test the garbage collector runs in
+        asyncio.run_coroutine_threadsafe(asyncio.sleep(0.05), loop).result(5)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()

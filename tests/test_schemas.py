@@ -45,7 +45,7 @@ def test_checked_in_schemas_are_what_the_generator_writes() -> None:
     on_disk = {p.name for p in SCHEMAS.glob("*.json")}
     assert on_disk == set(rendered), "schemas/ holds files the generator does not write (or misses some)"
     stale = [name for name, data in rendered.items() if (SCHEMAS / name).read_bytes() != data]
-    assert not stale, f"{stale} drifted from streams/schemas.py: run `python -m streams.schemas`"
+    assert not stale, f"{stale} drifted from streams/schemas/records.py: run `python -m streams.schemas`"
 
 
 def test_generator_check_mode_reports_drift(tmp_path: Path) -> None:
@@ -237,7 +237,10 @@ def test_decision_schema_has_the_error_outcome() -> None:
     assert not v.is_valid({**rec, "outcome": "activated"})  # and only error carries one
     assert not v.is_valid({**rec, "error": {**rec["error"], "message": "ann@example.com"}})  # closed
     assert not v.is_valid({**rec, "error": {"rule": "cart_abandoned"}})
-    assert not v.is_valid({**rec, "outcome": "holdout"})  # not yet
+    assert not v.is_valid({**rec, "outcome": "holdout"})  # holdout carries no error
+    held = {k: x for k, x in rec.items() if k != "error"}
+    assert v.is_valid({**held, "outcome": "holdout"})
+    assert not v.is_valid({**held, "outcome": "held_out"})
 
 
 # ------------------------------------------------------------------------------ AsyncAPI
@@ -277,6 +280,7 @@ def test_asyncapi_describes_every_topic_and_references_real_schemas() -> None:
         s.topic_activations,
         s.topic_decisions,
         s.topic_identity_changes,
+        s.topic_conversions,
         "{appId}-profiled",
     }
     assert doc["channels"]["profiled"]["parameters"]["appId"]["default"] == s.app_id

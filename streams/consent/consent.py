@@ -28,9 +28,9 @@ from __future__ import annotations
 from bisect import insort
 from typing import Literal
 
-from streams.engine.state import ConsentEntry, ProfileState
 from streams.intake.consent import snake
 from streams.model import ConsentSignal, JSONDict
+from streams.state import ConsentEntry, ProfileState
 
 #: Entries kept per purpose; older ones fall off (the newest state is always kept). 20 is
 #: years of real changes of mind; a longer history only matters for very late events.

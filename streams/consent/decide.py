@@ -33,8 +33,8 @@ from enum import StrEnum
 
 from streams.consent.consent import chosen, consent_at
 from streams.consent.policy import Policy
-from streams.engine.state import ProfileState
 from streams.model import JSONDict
+from streams.state import ProfileState
 
 
 class Reason(StrEnum):

@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from streams.exceptions import PolicyError
+from streams.measure.config import Measurement
 
 Regime = Literal["opt_in", "opt_out"]
 _DURATION = re.compile(r"^(\d+)\s*(ms|s|m|h|d)$")
@@ -102,6 +103,8 @@ class Policy(_Strict):
     frequency_caps: dict[str, Cap] = Field(default_factory=dict)
     #: when two profiles merge: ``most_restrictive`` (a denial on either side wins) or ``latest``
     consent_merge: Literal["most_restrictive", "latest"] = "most_restrictive"
+    #: holdouts and conversions per rule (``[measurement]``, see :mod:`streams.measure.config`)
+    measurement: Measurement = Field(default_factory=Measurement)
 
     @field_validator("version")
     @classmethod

@@ -4,7 +4,7 @@ Run ``python -m streams.demo.generate`` to rewrite ``streams/demo/journeys.jsonl
 Standard library only, and deterministic: ``random.Random(seed)`` drives every choice,
 so the same seed gives a byte-identical file.
 
-Who is in it (see ``docs/domain.md`` for the journeys and ``contract.md`` section 9 for
+Who is in it (see ``docs/domain.md`` for the journeys and the README's "Built-in rules" for
 the triggers they exercise):
 
 - Retail (about half): anonymous web browsing, sign-in (identify with email and consent),

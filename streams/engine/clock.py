@@ -24,11 +24,19 @@ A source never heard from holds the clock too, unless its owner says it is idle.
 every source is idle, the clock is the highest mark (the end of a replay fires what is due
 by then). Marks are persisted per partition and restored after a restart or rebalance as
 just advanced; idleness is not restored, it must be reported again.
+
+Timer lateness is measured on the wall clock on both clocks: from the wall moment a
+partition's clock first reached a timer's due time until the timer fired. On the event
+clock each partition keeps a short history of ``(clock value, wall ms when first reached)``
+(:meth:`EventClock.lateness_ms`), so a replay whose clock jumps hours in one batch reports
+the seconds its timers actually waited, not the hours the clock jumped.
 """
 
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -48,12 +56,25 @@ IDLE_FRESH_MS = 10_000
 
 _NEVER = -(2**62)
 
+#: Advances of a partition's clock within this many wall ms of the previous history entry
+#: update that entry instead of adding one: a timer that became due in that window counts as
+#: due from the window's start, so lateness is overstated by at most this much.
+REACHED_RESOLUTION_MS = 200
+#: Entries kept per partition. Each is at least :data:`REACHED_RESOLUTION_MS` after the one
+#: before, so the history spans at least ~6.8 minutes; a timer that became due before the
+#: oldest entry counts as due from it, an understatement that is still over any sane alert
+#: threshold.
+REACHED_HISTORY = 2048
+
 
 @dataclass
 class PartitionMarks:
     marks: dict[int, int] = field(default_factory=dict)  # source partition -> watermark
     advanced: dict[int, int] = field(default_factory=dict)  # source partition -> wall ms of last advance
     idle: dict[int, int] = field(default_factory=dict)  # source partition -> wall ms of last idle report
+    # the clock's history, both columns increasing: value i was first seen at wall ms reached_at[i]
+    reached: deque[int] = field(default_factory=lambda: deque(maxlen=REACHED_HISTORY))
+    reached_at: deque[int] = field(default_factory=lambda: deque(maxlen=REACHED_HISTORY))
 
 
 class EventClock:
@@ -83,6 +104,7 @@ class EventClock:
         if wm > pm.marks.get(source, _NEVER):
             pm.marks[source] = wm
             pm.advanced[source] = self.wall()
+            self.now(partition)  # note when the clock moved, for timer lateness
             return True
         return False
 
@@ -120,6 +142,29 @@ class EventClock:
             if s not in pm.marks:
                 return None  # a source never heard from, not reported idle: it may hold older events
             active.append(pm.marks[s])
-        if active:
-            return min(active)
-        return max(pm.marks.values())
+        clock = min(active) if active else max(pm.marks.values())
+        self._reached(pm, clock)
+        return clock
+
+    def _reached(self, pm: PartitionMarks, clock: int) -> None:
+        """Record that the clock shows ``clock`` now (a value below the last one is ignored)."""
+        if pm.reached and clock <= pm.reached[-1]:
+            return
+        wall = self.wall()
+        if pm.reached and wall - pm.reached_at[-1] < REACHED_RESOLUTION_MS:
+            pm.reached[-1] = clock
+        else:
+            pm.reached.append(clock)
+            pm.reached_at.append(wall)
+
+    def lateness_ms(self, partition: int, due: int) -> int:
+        """Wall ms since the partition's clock first reached ``due`` (0 if it has not, as far
+        as its history tells). Called by the decide stage for each timer it fires on the
+        event clock; never raises."""
+        pm = self.parts.get(partition)
+        if pm is None or not pm.reached:
+            return 0
+        i = bisect_left(pm.reached, due)
+        if i == len(pm.reached):
+            return 0
+        return max(0, self.wall() - pm.reached_at[i])

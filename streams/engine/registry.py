@@ -32,6 +32,7 @@ BUILTIN: dict[str, str] = {
     "onboarding_stalled": "rules.onboarding_stalled:OnboardingStalled",
     "purchase_suppression": "rules.purchase_suppression:PurchaseSuppression",
     "segments": "rules.segments:SegmentRule",
+    "browse_abandoned": "rules.browse_abandoned:BrowseAbandoned",
 }
 
 
@@ -111,4 +112,23 @@ def load(names: Iterable[str], extra: Iterable[Rule] = (), settings: Settings | 
         if r.name in seen:
             raise RuleError(f"rule {r.name!r} is enabled twice; each name may appear once")
         seen.add(r.name)
+    return out
+
+
+def load_shadow(names: Iterable[str], live: Iterable[Rule], settings: Settings | None = None) -> list[Rule]:
+    """The rules of ``CXSTREAM_SHADOW_RULES`` (named as in ``CXSTREAM_RULES``), to run in shadow.
+
+    Each runs under the id ``<name>@<version>`` (:mod:`streams.engine.shadow`); two shadows with
+    the same id stop start-up, as does one whose id is a live rule's name.
+    """
+    from streams.engine.shadow import shadow_id
+
+    out = [r for n in names for r in load([n], settings=settings)]  # versions of one rule may share a name
+    live_names = {r.name for r in live}
+    seen: set[str] = set()
+    for r in out:
+        sid = shadow_id(r)
+        if sid in seen or sid in live_names:
+            raise RuleError(f"CXSTREAM_SHADOW_RULES: {sid} is named twice; each name@version may run once")
+        seen.add(sid)
     return out

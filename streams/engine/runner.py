@@ -20,6 +20,7 @@ import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from rules.base import Outcome, Rule, RuleContext, Timer, TimerSpec, TriggerSpec
@@ -27,10 +28,12 @@ from streams import metrics
 from streams.consent.consent import apply_preferences, apply_signal, merge_consent, merge_preferences
 from streams.consent.decide import Verdict, decide
 from streams.consent.policy import Policy
-from streams.engine.state import ProfileState
-from streams.engine.timers import member, split_member
+from streams.engine import computed, recent
+from streams.engine.shadow import ShadowRule, shadow_verdict
 from streams.exceptions import where
+from streams.measure import exposures, holdout
 from streams.model import Event, JSONDict, dumps, loads
+from streams.state import ProfileState, TimerId
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,19 @@ class Fired:
     spec: TriggerSpec
     verdict: Verdict
     origin_rx: int = 0  # wall ms the causing event reached intake (0 for timers)
+    #: allowed by governance but held out (the rule's holdout, ``[measurement]``): not activated
+    holdout: bool = False
+    #: decided by a rule running in shadow (``CXSTREAM_SHADOW_RULES``): recorded, never activated
+    shadow: bool = False
+
+    @property
+    def outcome(self) -> str:
+        """``activated``, ``holdout``, ``suppressed`` or ``shadow``: the decision record's outcome."""
+        if self.shadow:
+            return "shadow"
+        if not self.verdict.activated:
+            return "suppressed"
+        return "holdout" if self.holdout else "activated"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +97,8 @@ class Effects:
     set_timers: dict[str, tuple[int, JSONDict]] = field(default_factory=dict)
     cancel_timers: set[str] = field(default_factory=set)
     failures: list[RuleFailure] = field(default_factory=list)
+    #: conversions after earlier triggers that this call's event made (``[measurement]``)
+    conversions: list[exposures.Conversion] = field(default_factory=list)
 
     @property
     def failed_rules(self) -> list[str]:
@@ -95,6 +113,7 @@ class Effects:
             self.cancel_timers.discard(m)
             self.set_timers[m] = v
         self.failures += other.failures
+        self.conversions += other.conversions
 
 
 def _too_deep(obj: Any, limit: int) -> bool:
@@ -165,10 +184,14 @@ def _as_list(what: str, v: Any) -> list[Any]:
 
 
 class Engine:
-    def __init__(self, rules: Sequence[Rule], policy: Policy) -> None:
-        self.rules = list(rules)
-        self.by_name = {r.name: r for r in rules}
+    def __init__(self, rules: Sequence[Rule], policy: Policy, shadow: Sequence[Rule] = ()) -> None:
+        """``shadow``: rules run in shadow (:mod:`streams.engine.shadow`), after the live ones."""
+        self.rules = [*rules, *(ShadowRule(r) for r in shadow)]
+        self.by_name = {r.name: r for r in self.rules}
         self.policy = policy
+        m = policy.measurement
+        live = {r.name: r for r in rules}
+        metrics.measured_rules(live, [r for r in live if m.conversions(r) is not None])
 
     # ------------------------------------------------------------------ entry points
     def on_event(self, pid: str, state: ProfileState, event: Event, rx: int = 0) -> Effects:
@@ -182,7 +205,12 @@ class Engine:
                 state.reach.append(i.type)
         if event.traits:
             apply_preferences(state, event.traits, event.ts)
+        # computed traits before the rules, so a rule sees the event counted (exactly once: the
+        # stage skips a record already applied, state.applied_offset)
+        state.computed = computed.update(state.computed, event)
         eff = Effects()
+        if state.expo:  # conversions of earlier triggers first: a trigger this event causes is later
+            eff.conversions = exposures.convert(state.expo, pid, event, self.policy.measurement)
         ctx = self._ctx(pid, state, event.ts)
         for rule in self.rules:
             try:
@@ -212,12 +240,12 @@ class Engine:
         """Run a due timer. If the rule fails, the timer stays in ``state.timers`` (the caller
         retries it a bounded number of times) and ``failures`` says why."""
         eff = Effects()
-        _, rule_name, name = split_member(timer_member)
+        tid = TimerId.parse(timer_member)
+        rule_name, name, key = tid.rule, tid.name, tid.key
         rule = self.by_name.get(rule_name)
-        key = f"{rule_name}|{name}"
         if rule is None:
             state.timers.pop(key, None)
-            state.tpay.pop(key, None)
+            state.timer_payloads.pop(key, None)
             log.warning("timer %s belongs to rule %s, which is not enabled; dropped", timer_member, rule_name)
             return eff
         ctx = self._ctx(pid, state, due)
@@ -234,7 +262,7 @@ class Engine:
             eff.failures.append(out)
             return eff
         state.timers.pop(key, None)
-        state.tpay.pop(key, None)
+        state.timer_payloads.pop(key, None)
         eff.extend(self._apply(pid, state, rule, out, 0))
         return eff
 
@@ -257,13 +285,12 @@ class Engine:
             if not due:
                 return eff
             d, key = due[0]
-            rule, name = key.split("|", 1)
-            m = member(pid, rule, name)
-            one = self.on_timer(pid, state, m, d, state.tpay.get(key, {}))
+            m = str(TimerId.from_key(pid, key))
+            one = self.on_timer(pid, state, m, d, state.timer_payloads.get(key, {}))
             eff.extend(one)
             if one.failures and not (on_failure and on_failure(one.failures[0])):
                 state.timers.pop(key, None)
-                state.tpay.pop(key, None)
+                state.timer_payloads.pop(key, None)
             if key not in state.timers:
                 eff.set_timers.pop(m, None)
                 eff.cancel_timers.add(m)
@@ -285,9 +312,12 @@ class Engine:
         survivor.reach = sorted(set(survivor.reach) | set(absorbed.reach))
         for ch, stamps in absorbed.caps.items():
             survivor.caps[ch] = sorted(set(survivor.caps.get(ch, [])) | set(stamps))
-        for r, last in absorbed.cool.items():
-            survivor.cool[r] = max(survivor.cool.get(r, last), last)
+        for r, last in absorbed.cooldowns.items():
+            survivor.cooldowns[r] = max(survivor.cooldowns.get(r, last), last)
         merge_preferences(survivor, absorbed)
+        survivor.expo = exposures.merged(survivor.expo, absorbed.expo)
+        survivor.computed = computed.merge(survivor.computed, absorbed.computed)
+        survivor.recent = recent.merge(survivor.recent, absorbed.recent)
         eff = Effects()
         for rule in self.rules:
             a = absorbed.rules.get(rule.name)
@@ -306,20 +336,22 @@ class Engine:
                 survivor.rules[rule.name] = a
             # Timers of the absorbed profile follow the survivor; an earlier one wins a name clash.
             for key, due in absorbed.timers.items():
-                rname, name = key.split("|", 1)
-                if rname == rule.name and (key not in survivor.timers or due < survivor.timers[key]):
+                tid = TimerId.from_key(survivor_pid, key)
+                if tid.rule == rule.name and (key not in survivor.timers or due < survivor.timers[key]):
                     survivor.timers[key] = due
-                    payload = absorbed.tpay.get(key, {})
+                    payload = absorbed.timer_payloads.get(key, {})
                     if payload:
-                        survivor.tpay[key] = payload
+                        survivor.timer_payloads[key] = payload
                     else:
-                        survivor.tpay.pop(key, None)
-                    eff.set_timers[member(survivor_pid, rname, name)] = (due, payload)
+                        survivor.timer_payloads.pop(key, None)
+                    eff.set_timers[str(tid)] = (due, payload)
         return eff
 
     # ------------------------------------------------------------------ helpers
     def _ctx(self, pid: str, state: ProfileState, now: int) -> RuleContext:
-        return RuleContext(pid, now, frozenset(state.reach), state.country)
+        return RuleContext(
+            pid, now, frozenset(state.reach), state.country, computed=MappingProxyType(_copy(state.computed))
+        )
 
     def _rule_state(self, state: ProfileState, rule: Rule) -> JSONDict:
         s = state.rules.get(rule.name)
@@ -372,28 +404,33 @@ class Engine:
         # The profile's state lists its timers, so operations that change nothing are not sent
         # (every activity re-arms inactive_45d; every order cancels a cart timer that may not exist).
         for name in out.cancel_timers:
-            key = f"{rule.name}|{name}"
-            state.tpay.pop(key, None)
-            if timers.pop(key, None) is not None:
-                eff.cancel_timers.add(member(pid, rule.name, name))
+            tid = TimerId(pid, rule.name, name)
+            state.timer_payloads.pop(tid.key, None)
+            if timers.pop(tid.key, None) is not None:
+                eff.cancel_timers.add(str(tid))
         for t in out.set_timers:
-            key = f"{rule.name}|{t.name}"
-            if timers.get(key) == t.due and state.tpay.get(key, {}) == t.payload:
+            tid = TimerId(pid, rule.name, t.name)
+            key = tid.key
+            if timers.get(key) == t.due and state.timer_payloads.get(key, {}) == t.payload:
                 continue
             timers[key] = t.due
             if t.payload:
-                state.tpay[key] = t.payload
+                state.timer_payloads[key] = t.payload
             else:
-                state.tpay.pop(key, None)
-            m = member(pid, rule.name, t.name)
+                state.timer_payloads.pop(key, None)
+            m = str(tid)
             eff.cancel_timers.discard(m)
             eff.set_timers[m] = (t.due, t.payload)
         for spec in out.triggers:
-            last = state.cool.get(rule.name)
+            if isinstance(rule, ShadowRule):  # recorded only: no cap stamps, cooldown, holdout, exposure
+                verdict = shadow_verdict(self.policy, state, rule, spec.time)
+                eff.fired.append(Fired(rule.inner, pid, spec, verdict, rx, shadow=True))
+                continue
+            last = state.cooldowns.get(rule.name)
             if rule.cooldown_ms and last is not None and abs(spec.time - last) < rule.cooldown_ms:
                 continue  # within the rule's cooldown: not a new trigger
             if rule.cooldown_ms:
-                state.cool[rule.name] = spec.time
+                state.cooldowns[rule.name] = spec.time
             # consent, preferences and caps as they stand at the trigger's event time
             topic = getattr(rule, "topic", None)  # optional: a rule may name the topic it is about
             verdict = decide(
@@ -404,8 +441,35 @@ class Engine:
                 spec.time,
                 topic=topic if isinstance(topic, str) else None,
             )
-            eff.fired.append(Fired(rule, pid, spec, verdict, rx))
+            eff.fired.append(self._measured(pid, state, rule, spec, verdict, rx))
         return eff
+
+    def _measured(
+        self, pid: str, state: ProfileState, rule: Rule, spec: TriggerSpec, verdict: Verdict, rx: int
+    ) -> Fired:
+        """The trigger, held out if the profile is in the rule's holdout, and (activated or held
+        out) opened as an exposure when the rule measures conversions.
+
+        A held-out trigger was decided like any other: its cooldown and the frequency-cap stamps
+        of the channels that would have carried it are kept, so both groups see the same later
+        decisions (a holdout that skipped the caps would be triggered more often afterwards).
+        """
+        m = self.policy.measurement
+        if not verdict.activated:
+            return Fired(rule, pid, spec, verdict, rx)
+        out = holdout.held_out(pid, rule.name, m.holdout_bucket_limit(rule.name))
+        conv = m.conversions(rule.name)
+        if conv is not None:
+            exposures.open_exposure(
+                state.expo,
+                rule=rule.name,
+                version=rule.version,
+                key=spec.key,
+                group=holdout.HOLDOUT if out else holdout.TREATED,
+                at=spec.time,
+                window_ms=conv[1],
+            )
+        return Fired(rule, pid, spec, verdict, rx, holdout=out)
 
 
 def _merged(rule: Rule, survivor: JSONDict, absorbed: JSONDict) -> Outcome:

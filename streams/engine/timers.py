@@ -14,7 +14,9 @@ So a killed worker fires every due timer at least once after restart, and becaus
 trigger id is derived from rule and condition, a re-send carries the same id: exactly
 once from the consumer's point of view.
 
-Members are ``<profile id>|<rule>|<timer name>``.
+Members are ``<profile id>|<rule>|<timer name>``: ``str(TimerId)`` (:class:`streams.state.TimerId`).
+Keys: :class:`~streams.constants.Keys` (``timer_due``, ``timer_data``, ``timer_claims``,
+``timer_marks``, ``timer_waiting``).
 """
 
 from __future__ import annotations
@@ -26,26 +28,25 @@ from dataclasses import dataclass
 from streams import redis_io
 from streams.constants import TIMER_LEASE_MS, Keys
 from streams.model import JSONDict, dumps, loads
-
-
-def member(pid: str, rule: str, name: str) -> str:
-    return f"{pid}|{rule}|{name}"
-
-
-def split_member(m: str) -> tuple[str, str, str]:
-    pid, rule, name = m.split("|", 2)
-    return pid, rule, name
+from streams.state import TimerId
 
 
 @dataclass(frozen=True, slots=True)
 class DueTimer:
+    """A claimed timer: its ZSET member (``str(TimerId)``), due ms and payload."""
+
     member: str
     due: int
     payload: JSONDict
 
     @property
+    def timer_id(self) -> TimerId:
+        """The timer the member names. ``ValueError`` on a member not written by this code."""
+        return TimerId.parse(self.member)
+
+    @property
     def profile_id(self) -> str:
-        return split_member(self.member)[0]
+        return self.timer_id.profile_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,8 +240,8 @@ class RedisTimerStore(TimerStore):
 
     def _script_keys(self, partition: int) -> list[str]:
         """``due``, ``data``, ``claims``: declared in KEYS, one hash tag, so one slot on a cluster."""
-        base = self.keys.timers(partition)
-        return [base + ":due", base + ":data", base + ":claims"]
+        k = self.keys
+        return [k.timer_due(partition), k.timer_data(partition), k.timer_claims(partition)]
 
     async def apply(self, partition: int, ops: TimerOps) -> None:
         if not ops.schedule and not ops.cancel:
@@ -268,37 +269,35 @@ class RedisTimerStore(TimerStore):
 
     async def release(self, partition: int, timers: Sequence[DueTimer]) -> None:
         if timers:
-            key = self.keys.timers(partition) + ":claims"
+            key = self.keys.timer_claims(partition)
             await redis_io.call("timers.release", lambda: self.client.zrem(key, *[t.member for t in timers]))
 
     async def pending(self, partition: int) -> int:
-        n = await redis_io.call(
-            "timers.read", lambda: self.client.zcard(self.keys.timers(partition) + ":due")
-        )
+        n = await redis_io.call("timers.read", lambda: self.client.zcard(self.keys.timer_due(partition)))
         return int(n)
 
     async def next_due(self, partition: int) -> int | None:
         rows = await redis_io.call(
             "timers.read",
-            lambda: self.client.zrange(self.keys.timers(partition) + ":due", 0, 0, withscores=True),
+            lambda: self.client.zrange(self.keys.timer_due(partition), 0, 0, withscores=True),
         )
         return int(rows[0][1]) if rows else None
 
     async def save_marks(self, partition: int, marks: dict[int, int]) -> None:
         if marks:
-            key = self.keys.timers(partition) + ":wm"
+            key = self.keys.timer_marks(partition)
             await redis_io.call("timers.marks", lambda: self.client.hset(key, mapping=marks))  # type: ignore[arg-type]
 
     async def load_marks(self, partition: int) -> dict[int, int]:
         raw = await redis_io.call(
-            "timers.read", lambda: self.client.hgetall(self.keys.timers(partition) + ":wm")
+            "timers.read", lambda: self.client.hgetall(self.keys.timer_marks(partition))
         )
         return {int(k): int(v) for k, v in raw.items()}
 
     async def set_waiting(self, partition: int, add: dict[str, int], remove: set[str]) -> None:
         if not add and not remove:
             return
-        key = self.keys.timers(partition) + ":wait"
+        key = self.keys.timer_waiting(partition)
 
         async def run() -> None:
             pipe = self.client.pipeline(transaction=False)
@@ -311,7 +310,7 @@ class RedisTimerStore(TimerStore):
         await redis_io.call("timers.wait", run)
 
     async def waiting(self, partition: int, since_before: int, limit: int) -> list[str]:
-        key = self.keys.timers(partition) + ":wait"
+        key = self.keys.timer_waiting(partition)
         rows = await redis_io.call(
             "timers.read", lambda: self.client.zrangebyscore(key, "-inf", since_before, start=0, num=limit)
         )

@@ -14,7 +14,7 @@ from typing import Any, Final
 import redis.asyncio as aioredis
 
 from streams import redis_io
-from streams.constants import Keys
+from streams.constants import ANONYMOUS_TYPES, MERGED_POINTER_TTL, Keys
 from streams.identity.base import (
     IdentityRules,
     IdentityStore,
@@ -99,7 +99,13 @@ def _resolution(row: list[Any]) -> Resolution:
 
 class RedisIdentityStore(IdentityStore):
     """``memo_ttl``: seconds the resolution of an event occurrence (``ResolveRequest.source`` set) is
-    remembered for replays; wire it to ``Settings.dedupe_ttl``. ``max_ids_per_call``: chunk size."""
+    remembered for replays; wire it to ``Settings.dedupe_ttl``. ``max_ids_per_call``: chunk size.
+
+    ``anonymous_ttl``: seconds an anonymous-only profile (identifiers of
+    :data:`~streams.constants.ANONYMOUS_TYPES` only) lives after the last event resolved to it
+    (Redis expiry, refreshed by each event; ``None`` keeps every profile); wire it to
+    ``Settings.anonymous_retention_days``. ``merged_ttl``: seconds the pointer left by an absorbed
+    profile lives (``None``: forever)."""
 
     def __init__(
         self,
@@ -108,9 +114,13 @@ class RedisIdentityStore(IdentityStore):
         rules: IdentityRules | None = None,
         memo_ttl: int = DEFAULT_MEMO_TTL,
         max_ids_per_call: int = MAX_IDS_PER_CALL,
+        anonymous_ttl: int | None = None,
+        merged_ttl: int | None = MERGED_POINTER_TTL,
     ) -> None:
         if memo_ttl < 1 or max_ids_per_call < 1:
             raise ValueError("memo_ttl and max_ids_per_call must be at least 1")
+        if (anonymous_ttl is not None and anonymous_ttl < 1) or (merged_ttl is not None and merged_ttl < 1):
+            raise ValueError("anonymous_ttl and merged_ttl must be at least 1 second (or None: no expiry)")
         self.client = client
         self.keys = keys
         self.rules = rules or IdentityRules()
@@ -123,6 +133,9 @@ class RedisIdentityStore(IdentityStore):
                 "limits": dict(self.rules.limits) or {"_": 1 << 30},
                 "max_ids": self.rules.max_identifiers,
                 "max_merges": self.rules.max_merges,
+                "anon_ttl": anonymous_ttl or 0,
+                "merged_ttl": merged_ttl or 0,
+                "anon_types": sorted(ANONYMOUS_TYPES),
             }
         )
 
@@ -177,10 +190,10 @@ class RedisIdentityStore(IdentityStore):
         async def read() -> list[Any]:  # a fresh pipeline per attempt: a failed execute empties it
             pipe = self.client.pipeline(transaction=False)
             pipe.hgetall(k)
-            pipe.smembers(k + ":ids")
-            pipe.hgetall(k + ":traits")
-            pipe.hgetall(k + ":ch")
-            pipe.lrange(k + ":merges", 0, -1)
+            pipe.smembers(self.keys.profile_identifiers(pid))
+            pipe.hgetall(self.keys.profile_traits(pid))
+            pipe.hgetall(self.keys.profile_channels(pid))
+            pipe.lrange(self.keys.profile_merges(pid), 0, -1)
             return list(await pipe.execute())
 
         meta, ids, traits, chans, merges = await redis_io.call("identity.read", read)

@@ -4,7 +4,8 @@
 -- ARGV[1]: JSON batch [{m: messageId, ts: ms, ch: channel, ids: [[type, value], ...], tr: {trait: value},
 --          src: "topic/partition/offset" (optional), al: an alias's previousId (optional)}];
 --          ids as IdentityRules.prepare gives them: unique, unblocked, priority order, never empty
--- ARGV[2]: JSON rules {limits: {type: n}, max_ids: n, max_merges: n}
+-- ARGV[2]: JSON rules {limits: {type: n}, max_ids: n, max_merges: n, anon_ttl: s, merged_ttl: s,
+--          anon_types: [type, ...]} (retention: see retain() below; anon_ttl 0 keeps everything)
 -- ARGV[3]: seconds a resolution memo lives (events with a src whose outcome is new or merged or
 --          that dropped identifiers; the same m and src again returns the memo, applying nothing)
 -- returns JSON [[pid, outcome, created(0/1), merges [[survivor, absorbed, [[t, v]...], ts]], dropped [[t, v]...]], ...]
@@ -17,6 +18,12 @@ local batch = cjson.decode(ARGV[1])
 local rules = cjson.decode(ARGV[2])
 local limits = rules.limits
 local memo_ttl = tonumber(ARGV[3])
+local anon_ttl = tonumber(rules.anon_ttl or 0)
+local merged_ttl = tonumber(rules.merged_ttl or 0)
+local anon_types = {}
+for _, t in ipairs(rules.anon_types or {}) do anon_types[t] = true end
+-- a profile's own keys besides its meta hash (the memo index ':r' has its own, shorter TTL)
+local SUBKEYS = {':ids', ':traits', ':ch', ':merges', ':absorbed'}
 
 local function ikey(t, v) return G .. ':i:' .. t .. ':' .. v end
 local function pkey(pid) return G .. ':p:' .. pid end
@@ -95,14 +102,62 @@ local function merge(survivor, absorbed, members, linking, ts)
   redis.call('RPUSH', sk .. ':merges', cjson.encode({absorbed = absorbed, linking = link, ts = ts}))
   redis.call('DEL', ak .. ':ids', ak .. ':traits', ak .. ':ch', ak .. ':merges')
   redis.call('HSET', ak, 'mi', survivor)
+  -- the leftover pointer (~190 B) only serves lookups by the old id: it expires like a state tombstone
+  if merged_ttl > 0 then redis.call('EXPIRE', ak, merged_ttl) end
   redis.call('SADD', sk .. ':absorbed', absorbed)
   -- one hop: whatever pointed to the absorbed profile now points to the survivor
   local sub = redis.call('SMEMBERS', ak .. ':absorbed')
   for _, x in ipairs(sub) do
     redis.call('SADD', sk .. ':absorbed', x)
     redis.call('HSET', pkey(x), 'mi', survivor)
+    if merged_ttl > 0 then redis.call('EXPIRE', pkey(x), merged_ttl) end
   end
   redis.call('DEL', ak .. ':absorbed')
+end
+
+-- Retention (CXSTREAM_ANONYMOUS_RETENTION_DAYS): meta field 'an' is '1' while every identifier of
+-- the profile is anonymous (anon_types), '0' once one is not. An anonymous-only profile's keys (meta,
+-- sub-keys and the index key of each of its identifiers) get a TTL of anon_ttl on each event that
+-- resolves to it, so Redis removes the profile after that long without activity, no scan needed. The
+-- event that makes it known PERSISTs them all: known profiles are kept until erased.
+-- added: identifier types this event brought to pid (its new ids and the absorbed profiles' members).
+-- A profile without 'an' (new, or written before retention existed) is classified from its members.
+local function retain(pid, added)
+  if anon_ttl <= 0 then return end
+  local k = pkey(pid)
+  local an = redis.call('HGET', k, 'an')
+  if an == '0' then return end
+  local members = nil
+  local known = false
+  if an == '1' then
+    for _, t in ipairs(added) do
+      if not anon_types[t] then known = true; break end
+    end
+  else
+    members = redis.call('SMEMBERS', k .. ':ids')
+    for _, m in ipairs(members) do
+      if not anon_types[string.match(m, '^([^:]+):')] then known = true; break end
+    end
+  end
+  if known then
+    redis.call('HSET', k, 'an', '0')
+    if redis.call('TTL', k) ~= -1 then
+      redis.call('PERSIST', k)
+      for _, sub in ipairs(SUBKEYS) do redis.call('PERSIST', k .. sub) end
+      for _, m in ipairs(members or redis.call('SMEMBERS', k .. ':ids')) do
+        local t, v = string.match(m, '^([^:]+):(.*)$')
+        redis.call('PERSIST', ikey(t, v))
+      end
+    end
+    return
+  end
+  if an ~= '1' then redis.call('HSET', k, 'an', '1') end
+  redis.call('EXPIRE', k, anon_ttl)
+  for _, sub in ipairs(SUBKEYS) do redis.call('EXPIRE', k .. sub, anon_ttl) end
+  for _, m in ipairs(members or redis.call('SMEMBERS', k .. ':ids')) do
+    local t, v = string.match(m, '^([^:]+):(.*)$')
+    redis.call('EXPIRE', ikey(t, v), anon_ttl)
+  end
 end
 
 -- The longest prefix of ev.ids that breaks no rule is kept (a single identifier always is).
@@ -176,6 +231,7 @@ local function resolve_one(ev)
     redis.call('HSET', pkey(pid), 'c', ev.ts, 'fs', ev.ts, 'ls', ev.ts, 'nm', 0)
     attach(pid, new)
     touch(pid, ev)
+    retain(pid, {})
     return {pid, 'new', 1, {}, dropped}
   end
   local survivor, sc = nil, nil
@@ -184,6 +240,8 @@ local function resolve_one(ev)
     if survivor == nil or c < sc or (c == sc and m < survivor) then survivor, sc = m, c end
   end
   local merges = {}
+  local added = {}  -- identifier types this event brings to the survivor
+  for _, i in ipairs(new) do table.insert(added, i[1]) end
   local sat = info[survivor].at
   for _, absorbed in ipairs(matched) do
     if absorbed ~= survivor then
@@ -196,12 +254,14 @@ local function resolve_one(ev)
           table.insert(linking, ids[sat[y]]); y = y + 1
         end
       end
+      for _, m in ipairs(info[absorbed].members) do table.insert(added, string.match(m, '^([^:]+):')) end
       merge(survivor, absorbed, info[absorbed].members, linking, ev.ts)
       table.insert(merges, {survivor, absorbed, linking, ev.ts})
     end
   end
   attach(survivor, new)
   touch(survivor, ev)
+  retain(survivor, added)
   local outcome = 'matched'
   if #merges > 0 then outcome = 'merged' end
   return {survivor, outcome, 0, merges, dropped}

@@ -40,6 +40,7 @@ from pydantic import ValidationError
 
 from streams import metrics
 from streams.constants import BLOCKED_IDENTIFIER_VALUES
+from streams.identity.pii import canonical_email
 from streams.intake import consent as consent_
 from streams.intake.consent import CONSENT_EVENT, PURPOSE_ALIASES, purpose_of, snake
 from streams.intake.errors import DeadLetter, ErrorCode
@@ -222,6 +223,8 @@ class Intake:
         if not v:
             return None
         if type_ == "email":
+            if "%" in v or v[:7].lower() == "mailto:":  # ann.lee%40example.com, mailto:ann.lee@...
+                return canonical_email(v)
             v = v.lower()
             local, at, domain = v.rpartition("@")
             return v if at and local and "." in domain.strip(".") and " " not in v else None

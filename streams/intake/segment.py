@@ -1,4 +1,4 @@
-"""The Segment Spec message, as we accept it (contract section 6).
+"""The Segment Spec message, as we accept it (README "Topics" and ``schemas/``).
 
 Unknown top-level fields are kept (Segment allows them); known fields are type-checked.
 Numbers are accepted for ``userId``/``anonymousId``/``previousId``/``messageId`` and

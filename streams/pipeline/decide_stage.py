@@ -4,7 +4,10 @@ Per batch: load the states of the batch's profiles (one round trip), apply every
 in order, and return the records to produce plus a :class:`Commit` of state and timer
 changes. The caller produces first, waits for the acks, then calls :meth:`commit`; a
 crash in between redelivers the batch, which recomputes the same records (same ids),
-and records already applied to a profile (``state.off``) are skipped.
+and records already applied to a profile (``state.applied_offset``) are skipped. Each record
+is parsed once into a typed record (:func:`streams.pipeline.envelope.parse`) and applied by the
+method of its kind (``_on_event``, ``_on_expect``, ``_on_merge``, ``_on_hand_off``, ``_on_erase``,
+``_on_watermark``, ``_on_idle``); timers are in :mod:`streams.pipeline.decide_timers`.
 
 Only the worker owning a partition touches the profiles that hash to it; absorbed
 profiles hand their state to the survivor's partition through the topic itself.
@@ -24,21 +27,39 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
+from typing import Literal, assert_never
 
 from streams import metrics
-from streams.constants import TIMER_MAX_ATTEMPTS, TIMER_SCAN_LIMIT
+from streams.constants import TIMER_SCAN_LIMIT
+from streams.engine import recent
 from streams.engine.clock import EventClock, wall_ms
 from streams.engine.runner import Effects, Engine, RuleFailure
-from streams.engine.state import ProfileState, StateStore
-from streams.engine.timers import DueTimer, TimerOps, TimerStore, member
+from streams.engine.state import StateStore
+from streams.engine.timers import TimerStore
 from streams.exceptions import FatalError
 from streams.intake.errors import DeadLetter, ErrorCode
-from streams.model import Event, JSONDict, SourceRef, dumps, loads
-from streams.pipeline import envelope
+from streams.measure import kpi
+from streams.measure.activity import ActivityStore, MemoryActivityStore, changed_day
+from streams.model import Event, SourceRef, dumps, loads
+from streams.pipeline import decide_timers, envelope
+from streams.pipeline.decide_result import Commit, Result
+from streams.pipeline.envelope import (
+    Envelope,
+    EraseRecord,
+    EventRecord,
+    ExpectRecord,
+    HandOffRecord,
+    IdleRecord,
+    MergeRecord,
+    ProfileRecord,
+    WatermarkRecord,
+)
 from streams.pipeline.records import InRecord, OutRecord
 from streams.sinks import records
+from streams.state import ProfileState, TimerId, erase_profile
+
+__all__ = ["Commit", "DecideStage", "DecideTopics", "Result"]
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +69,8 @@ class DecideTopics:
     profiled: str
     activations: str
     decisions: str
-    identity_changes: str
     deadletter: str = "cx.events.deadletter"
+    conversions: str = "cx.conversions"
 
 
 class _RecordFailed(Exception):
@@ -59,57 +80,6 @@ class _RecordFailed(Exception):
         super().__init__(index)
         self.index = index
         self.exc = exc
-
-
-@dataclass(slots=True)
-class Commit:
-    """What to persist once the batch's records are acked."""
-
-    states: dict[str, ProfileState | None] = field(default_factory=dict)
-    timers: dict[int, TimerOps] = field(default_factory=dict)
-    fired: dict[int, list[DueTimer]] = field(default_factory=dict)
-    marks: dict[int, dict[int, int]] = field(default_factory=dict)
-    #: claimed but not fired (the profile waits for a hand-off): claim given back
-    released: dict[int, list[DueTimer]] = field(default_factory=dict)
-    #: profiles that started waiting for a hand-off (partition -> pid -> since), and stopped
-    waits: dict[int, dict[str, int]] = field(default_factory=dict)
-    unwaits: dict[int, set[str]] = field(default_factory=dict)
-
-    def wait(self, partition: int, pid: str, since: int) -> None:
-        self.unwaits.get(partition, set()).discard(pid)
-        self.waits.setdefault(partition, {})[pid] = since
-
-    def unwait(self, partition: int, pid: str) -> None:
-        self.waits.get(partition, {}).pop(pid, None)
-        self.unwaits.setdefault(partition, set()).add(pid)
-
-    def timer_ops(self, partition: int) -> TimerOps:
-        ops = self.timers.get(partition)
-        if ops is None:
-            ops = self.timers[partition] = TimerOps({}, set())
-        return ops
-
-
-@dataclass(slots=True)
-class Result:
-    records: list[OutRecord] = field(default_factory=list)
-    commit: Commit = field(default_factory=Commit)
-    #: (rule, origin wall ms) per activation, for the event-to-trigger latency metric
-    latencies: list[tuple[str, int]] = field(default_factory=list)
-
-    def absorb(self, other: Result) -> None:
-        """Append what ``other`` produced and changed (records and timer operations) after ours."""
-        self.records += other.records
-        self.latencies += other.latencies
-        for p, theirs in other.commit.timers.items():
-            self.commit.timer_ops(p).then(theirs.cancel, theirs.schedule)
-        self.commit.states.update(other.commit.states)
-        for p, w in other.commit.waits.items():
-            for pid, since in w.items():
-                self.commit.wait(p, pid, since)
-        for p, gone in other.commit.unwaits.items():
-            for pid in gone:
-                self.commit.unwait(p, pid)
 
 
 class DecideStage:
@@ -127,7 +97,9 @@ class DecideStage:
         handoff_timeout_ms: int = 600_000,
         handoff_max_buffer: int = 1000,
         wall: Callable[[], int] = wall_ms,
+        activity: ActivityStore | None = None,
     ) -> None:
+        self.activity = activity or MemoryActivityStore()
         self.timer_batch = timer_batch
         self.handoff_timeout_ms = handoff_timeout_ms
         self.handoff_max_buffer = handoff_max_buffer
@@ -154,6 +126,7 @@ class DecideStage:
                 continue  # again from the stored state, without that record
             for i, exc in sorted(skip.items()):
                 res.records.append(self._dead_letter(batch[i], exc))
+            metrics.flush()  # the batch's per-event counts, once per label set
             return res
 
     def _dead_letter(self, rec: InRecord, exc: Exception, rule: str | None = None) -> OutRecord:
@@ -180,26 +153,22 @@ class DecideStage:
 
     async def _run(self, batch: Sequence[InRecord], skip: dict[int, Exception]) -> Result:
         res = Result()
-        parsed: list[tuple[int, InRecord, JSONDict]] = []
+        parsed: list[tuple[int, InRecord, Envelope]] = []
         for i, rec in enumerate(batch):
             if i in skip:
                 continue
             try:
-                d = loads(rec.value or b"")
-                if not isinstance(d, dict) or not isinstance(d.get("k"), str):
-                    raise ValueError("not a repartition envelope")
-                if d["k"] not in ("wm", "idle") and not isinstance(d.get("pid"), str):
-                    raise ValueError("a repartition envelope without a profile id")
+                env = envelope.parse(rec.value or b"")
             except Exception as exc:
                 raise _RecordFailed(i, exc) from exc
-            parsed.append((i, rec, d))
-        pids = {d["pid"] for _, _, d in parsed if "pid" in d}
+            parsed.append((i, rec, env))
+        pids = {e.profile_id for _, _, e in parsed if not isinstance(e, WatermarkRecord | IdleRecord)}
         cache, unreadable = await self._load(pids)
-        for i, rec, d in parsed:
+        for i, rec, env in parsed:
             try:
-                if d.get("pid") in unreadable:
-                    raise unreadable[d["pid"]]
-                await self._apply(res, cache, rec, d)
+                if not isinstance(env, WatermarkRecord | IdleRecord) and env.profile_id in unreadable:
+                    raise unreadable[env.profile_id]
+                await self._apply(res, cache, rec, env)
             except Exception as exc:
                 raise _RecordFailed(i, exc) from exc
         return res
@@ -224,92 +193,136 @@ class DecideStage:
                 bad[pid] = exc
         return cache, bad
 
-    async def _apply(self, res: Result, cache: dict[str, ProfileState], rec: InRecord, d: JSONDict) -> None:
-        kind = d["k"]
-        if kind == "wm":
-            if self.event_clock.observe(rec.partition, int(d["src"]), int(d["wm"])):
-                res.commit.marks[rec.partition] = self.event_clock.marks(rec.partition)
+    async def _apply(self, res: Result, cache: dict[str, ProfileState], rec: InRecord, env: Envelope) -> None:
+        """Apply one record: the clock records directly; a profile's record to its state (once:
+        redelivered offsets are skipped; merged away: forwarded to the survivor), by its kind."""
+        if isinstance(env, WatermarkRecord):
+            self._on_watermark(res, rec.partition, env)
             return
-        if kind == "idle":
-            self.event_clock.report_idle(rec.partition, int(d["src"]))
+        if isinstance(env, IdleRecord):
+            self._on_idle(rec.partition, env)
             return
-        pid = d["pid"]
+        pid = env.profile_id
         if pid not in cache:
             cache.update(await self.states.load([pid]))
         state = cache[pid]
-        if rec.offset <= state.off:
+        if rec.offset <= state.applied_offset:
             return  # applied before a crash; its records were produced then
-        if kind == "merge" and (state.into or d["into"] == pid):
+        if isinstance(env, MergeRecord) and (state.merged_into or env.merged_into == pid):
             # Merged away already: a merge announced again (its intake batch was processed again,
             # and identity gave the same answer) changes nothing. Forwarding it would make the
             # survivor merge into itself.
             return
-        if state.into and kind != "erase":
-            self._forward(res, state.into, d)
+        if state.merged_into and not isinstance(env, EraseRecord):
+            self._forward(res, state.merged_into, env)
             return
-        state.off = rec.offset
+        state.applied_offset = rec.offset
         res.commit.states[pid] = state
-        if kind == "ev":
-            if state.pending and self._waiting(res, rec.partition, pid, state):
-                state.buffer.append(d)  # half a person: wait for the announced hand-off
-            else:
-                self._apply_event(res, rec.partition, pid, state, d)
-        elif kind == "expect":
-            absorbed = d["from"]
-            if absorbed not in state.absorbed and absorbed not in state.pending:
-                state.pending.append(absorbed)
-                if not state.since:
-                    state.since = self.wall()
-                    res.commit.wait(rec.partition, pid, state.since)
-        elif kind == "merge":
-            self._fire_until(res, rec.partition, pid, state, int(d["ts"]))
-            self._hand_off(res, rec.partition, pid, state, d["into"], int(d["ts"]))
-            cache[pid] = res.commit.states[pid] or state  # the tombstone, for later records of the batch
-        elif kind == "hand":
-            absorbed = d["from"]
-            if absorbed in state.absorbed:
-                return
-            state.absorbed.append(absorbed)
-            other = ProfileState.from_json(dumps(d["state"]))
-            # and what it had absorbed itself: an `expect` for one of those, announced again and
-            # forwarded here, must not make this profile wait for a hand-off that came long ago
-            state.absorbed += [a for a in other.absorbed if a not in state.absorbed and a != pid]
-            if absorbed in state.pending:
-                state.pending.remove(absorbed)
-            # what the absorbed profile was itself waiting for, it now waits for here
-            state.pending += [p for p in other.pending if p not in state.absorbed and p not in state.pending]
-            if state.pending and not state.since:
-                state.since = self.wall()
-                res.commit.wait(rec.partition, pid, state.since)
-            state.buffer += other.buffer
-            self._effects(
-                res, rec.partition, self.engine.merge(pid, state, other, absorbed, int(d.get("ts", 0))), state
-            )
-            if not state.pending:
-                self._release_buffer(res, rec.partition, pid, state)
-        elif kind == "erase":
-            ops = res.commit.timer_ops(rec.partition)
-            ops.cancel.update(member(pid, *k.split("|", 1)) for k in state.timers)
-            for m in [m for m in ops.schedule if m.startswith(pid + "|")]:  # set earlier in this batch
-                del ops.schedule[m]
-                ops.cancel.add(m)
-            res.commit.states[pid] = None
-            res.commit.unwait(rec.partition, pid)
-            cache[pid] = ProfileState()  # a later record of this batch must not bring it back
-            for absorbed in state.absorbed:  # their tombstones name this profile
-                res.commit.states[absorbed] = None
-                cache.pop(absorbed, None)
-            if state.into:
-                # What this profile forwarded or handed to its survivor (maybe after the survivor's
-                # own erase) is ahead of this record on that path: the survivor erases again after it.
-                self._forward(res, state.into, d)
-        else:
-            raise ValueError(f"unknown repartition record kind {kind!r}")
+        p = rec.partition
+        match env:
+            case EventRecord():
+                self._on_event(res, p, pid, state, env)
+            case ExpectRecord():
+                self._on_expect(res, p, pid, state, env)
+            case MergeRecord():
+                self._on_merge(res, cache, p, pid, state, env)
+            case HandOffRecord():
+                self._on_hand_off(res, p, pid, state, env)
+            case EraseRecord():
+                self._on_erase(res, cache, p, pid, state, env)
+            case _:  # mypy: every kind has its method
+                assert_never(env)
 
-    def _waiting(self, res: Result, partition: int, pid: str, state: ProfileState) -> bool:
+    def _on_watermark(self, res: Result, partition: int, rec: WatermarkRecord) -> None:
+        if self.event_clock.observe(partition, rec.source, rec.watermark_ms):
+            res.commit.marks[partition] = self.event_clock.marks(partition)
+
+    def _on_idle(self, partition: int, rec: IdleRecord) -> None:
+        self.event_clock.report_idle(partition, rec.source)
+
+    def _on_event(self, res: Result, partition: int, pid: str, state: ProfileState, rec: EventRecord) -> None:
+        if state.pending and self.still_waiting(res, partition, pid, state):
+            state.buffer.append(rec.to_wire())  # half a person: wait for the announced hand-off
+        else:
+            self._apply_event(res, partition, pid, state, rec)
+
+    def _on_expect(
+        self, res: Result, partition: int, pid: str, state: ProfileState, rec: ExpectRecord
+    ) -> None:
+        if rec.absorbed not in state.absorbed and rec.absorbed not in state.pending:
+            state.pending.append(rec.absorbed)
+            if not state.since:
+                state.since = self.wall()
+                res.commit.wait(partition, pid, state.since)
+
+    def _on_merge(
+        self,
+        res: Result,
+        cache: dict[str, ProfileState],
+        partition: int,
+        pid: str,
+        state: ProfileState,
+        rec: MergeRecord,
+    ) -> None:
+        self._fire_until(res, partition, pid, state, rec.ts)
+        self._hand_off(res, partition, pid, state, rec.merged_into, rec.ts)
+        cache[pid] = res.commit.states[pid] or state  # the tombstone, for later records of the batch
+
+    def _on_hand_off(
+        self, res: Result, partition: int, pid: str, state: ProfileState, rec: HandOffRecord
+    ) -> None:
+        absorbed = rec.absorbed
+        if absorbed in state.absorbed:
+            return
+        state.absorbed.append(absorbed)
+        other = ProfileState.from_json(dumps(rec.state))
+        # and what it had absorbed itself: an `expect` for one of those, announced again and
+        # forwarded here, must not make this profile wait for a hand-off that came long ago
+        state.absorbed += [a for a in other.absorbed if a not in state.absorbed and a != pid]
+        if absorbed in state.pending:
+            state.pending.remove(absorbed)
+        # what the absorbed profile was itself waiting for, it now waits for here
+        state.pending += [p for p in other.pending if p not in state.absorbed and p not in state.pending]
+        if state.pending and not state.since:
+            state.since = self.wall()
+            res.commit.wait(partition, pid, state.since)
+        state.buffer += other.buffer
+        self.emit_effects(res, partition, self.engine.merge(pid, state, other, absorbed, rec.ts), state)
+        merged = kpi.facts(state.reach, state.computed)
+        if merged.known and merged.last_activity is not None:  # the person's, not one half's
+            res.commit.seen(partition, pid, merged.last_activity)
+        if not state.pending:
+            self._release_buffer(res, partition, pid, state)
+
+    def _on_erase(
+        self,
+        res: Result,
+        cache: dict[str, ProfileState],
+        partition: int,
+        pid: str,
+        state: ProfileState,
+        rec: EraseRecord,
+    ) -> None:
+        erasure = erase_profile(pid, state)
+        ops = res.commit.timer_ops(partition)
+        set_in_batch = [m for m in ops.schedule if TimerId.parse(m).profile_id == pid]
+        ops.then([*sorted(erasure.cancel_timers), *set_in_batch], {})
+        for gone in erasure.delete_states:  # the profile, and the tombstones naming it
+            res.commit.states[gone] = None
+            res.commit.gone(partition, gone)
+            cache.pop(gone, None)
+        res.commit.unwait(partition, pid)
+        cache[pid] = ProfileState()  # a later record of this batch must not bring it back
+        if state.merged_into:
+            # What this profile forwarded or handed to its survivor (maybe after the survivor's
+            # own erase) is ahead of this record on that path: the survivor erases again after it.
+            self._forward(res, state.merged_into, rec)
+
+    def still_waiting(self, res: Result, partition: int, pid: str, state: ProfileState) -> bool:
         """Whether the profile still waits for an announced hand-off. Past the hand-off timeout,
         or with its buffer full, it stops waiting: what it holds is applied now, and a hand-off
-        that arrives later is merged as it comes (a lost ``merge`` record cannot block a person)."""
+        that arrives later is merged as it comes (a lost ``merge`` record cannot block a person).
+        Called for each event and timer of a profile with a pending hand-off."""
         waited = self.wall() - (state.since or self.wall())
         if waited <= self.handoff_timeout_ms and len(state.buffer) < self.handoff_max_buffer:
             return True
@@ -330,17 +343,29 @@ class DecideStage:
         state.since = 0
         res.commit.unwait(partition, pid)
         held, state.buffer = state.buffer, []
-        for env in held:
-            self._apply_event(res, partition, pid, state, env)
+        for wire in held:  # held in their wire form (stored in the state)
+            rec = envelope.from_wire(wire)
+            if not isinstance(rec, EventRecord):
+                raise envelope.EnvelopeError(f"a held {rec.kind!r} record: only events are held")
+            self._apply_event(res, partition, pid, state, rec)
 
-    def _apply_event(self, res: Result, partition: int, pid: str, state: ProfileState, d: JSONDict) -> None:
-        ev = Event.from_dict(d["ev"])
-        self._effects(res, partition, self.engine.on_event(pid, state, ev, int(d.get("rx", 0))), state)
-        metrics.event_resolved(state.reach)
+    def _apply_event(
+        self, res: Result, partition: int, pid: str, state: ProfileState, rec: EventRecord
+    ) -> None:
+        ev = Event.from_dict(rec.event)
+        before = kpi.facts(state.reach, state.computed)
+        self.emit_effects(res, partition, self.engine.on_event(pid, state, ev, rec.received_ms), state)
+        metrics.count(metrics.EVENTS_RESOLVED, metrics.person_label(state.reach))
+        churn = self.engine.policy.measurement.churn_days
+        after = kpi.facts(state.reach, state.computed)
+        kpi.observe(before, after, ev, churn)
+        new_day = not before.known or changed_day(before.last_activity, after.last_activity)
+        if after.known and after.last_activity is not None and new_day:
+            res.commit.seen(partition, pid, after.last_activity)  # at most once a day each
 
-    def _forward(self, res: Result, into: str, d: JSONDict) -> None:
-        fwd = {**d, "pid": into}
-        res.records.append(envelope.to_profile(self.topics.profiled, into, dumps(fwd), self.partitions))
+    def _forward(self, res: Result, merged_into: str, rec: ProfileRecord) -> None:
+        value = envelope.readdressed(rec, merged_into)
+        res.records.append(envelope.to_profile(self.topics.profiled, merged_into, value, self.partitions))
 
     def _fire_until(self, res: Result, partition: int, pid: str, state: ProfileState, until: int) -> None:
         """Fire the absorbed profile's own timers due by the merge's event time, under its id.
@@ -354,7 +379,7 @@ class DecideStage:
         eff = self.engine.fire_until(pid, state, until, on_failure=lambda _f: True)
         for f in eff.fired:
             metrics.TIMERS_FIRED.labels(f.rule.name).inc()
-        self._effects(res, partition, eff, state)
+        self.emit_effects(res, partition, eff, state)
 
     def _hand_off(
         self, res: Result, partition: int, pid: str, state: ProfileState, into: str, ts: int
@@ -368,7 +393,7 @@ class DecideStage:
         )
         ops = res.commit.timer_ops(partition)
         for k in state.timers:  # they travel with the hand-off; none stays here
-            m = member(pid, *k.split("|", 1))
+            m = str(TimerId.from_key(pid, k))
             ops.schedule.pop(m, None)
             ops.cancel.add(m)
         if state.since:  # what it waited for travels in the hand-off: the survivor waits now
@@ -377,31 +402,48 @@ class DecideStage:
         # absorbed profile must see `into` and be forwarded, not revive the old state.
         state.become_tombstone(into)
         res.commit.states[pid] = state
+        res.commit.gone(partition, pid)  # a customer of the survivor's partition from now on
 
-    def _effects(self, res: Result, partition: int, eff: Effects, state: ProfileState | None = None) -> None:
+    def emit_effects(
+        self, res: Result, partition: int, eff: Effects, state: ProfileState | None = None
+    ) -> None:
+        """Record what the engine decided (``eff``) in ``res``: timer operations, decision and activation
+        records, conversions, metrics. Called after every engine call, by batches and by timers."""
         res.commit.timer_ops(partition).then(eff.cancel_timers, eff.set_timers)
         pv = self.engine.policy.version
         for failure in eff.failures:
             if failure.method != "on_timer":  # timers are retried; fire_due reports the last failure
-                self._error_decision(res, failure, state)
+                self.emit_error_decision(res, failure, state)
         for f in eff.fired:
             dk, dv = records.decision(f, pv)
             res.records.append(OutRecord(self.topics.decisions, dk, dv))
-            outcome = "activated" if f.verdict.activated else "suppressed"
+            outcome = f.outcome  # activated, holdout (allowed, held out: not activated) or suppressed
+            if outcome == "shadow":  # a rule in shadow: the decision record only (streams.engine.shadow)
+                metrics.count(metrics.DECISIONS, f.rule.name, outcome)
+                continue
+            if state is not None:  # the profile's recent triggers (Profile API), as decided
+                tid = records.trigger_id(f.rule.name, f.rule.version, f.spec.key)
+                recent.record(state, recent.entry(tid, f, outcome))
             if state is not None:
                 chans = [a.channel for a in f.verdict.allowed] + [r.channel for r in f.verdict.refused]
                 purposes = {f.rule.purpose, *(self.engine.policy.channels.get(c, "") for c in chans)}
-                metrics.decision_consent(state.consent, purposes)
-            if f.verdict.activated:
+                metrics.count(metrics.DECISION_CONSENT, metrics.statement_label(state.consent, purposes))
+            if outcome != "suppressed":
+                metrics.count(metrics.MEASURED_TRIGGERS, f.rule.name, "holdout" if f.holdout else "treated")
+            if outcome == "activated":
                 ak, av, headers = records.activation(f, pv)
                 res.records.append(OutRecord(self.topics.activations, ak, av, None, headers))
                 for a in f.verdict.allowed:
-                    metrics.TRIGGERS.labels(f.rule.name, a.channel).inc()
+                    metrics.count(metrics.TRIGGERS, f.rule.name, a.channel)
                 if f.origin_rx:
                     res.latencies.append((f.rule.name, f.origin_rx))
-            metrics.DECISIONS.labels(f.rule.name, outcome).inc()
+            metrics.count(metrics.DECISIONS, f.rule.name, outcome)
             for r in f.verdict.refused:
-                metrics.REFUSALS.labels(f.rule.name, r.reason.value).inc()
+                metrics.count(metrics.REFUSALS, f.rule.name, r.reason.value)
+        for c in eff.conversions:
+            ck, cv = records.conversion(c)
+            res.records.append(OutRecord(self.topics.conversions, ck, cv))
+            metrics.count(metrics.CONVERSIONS, c.rule, c.group)
 
     # ------------------------------------------------------------------ timers
     def clock_now(self, partition: int) -> int | None:
@@ -410,141 +452,17 @@ class DecideStage:
         return self.event_clock.now(partition)
 
     async def fire_due(self, partitions: Iterable[int]) -> Result:
-        """Claim and run up to ``timer_batch`` due timers of each of these partitions.
-
-        Each timer is isolated: one whose rule fails (or that the stage cannot apply) leaves
-        the profile as it was and stays claimed until its lease lapses, then is tried again;
-        after :data:`TIMER_MAX_ATTEMPTS` failures it is dead-lettered with its payload (and a
-        ``cx.decisions`` record with outcome ``error``). The other timers go on.
-        """
-        limit = self.timer_batch
-        res = Result()
-        claimed: list[tuple[int, DueTimer]] = []
-        for p in partitions:
-            now = self.clock_now(p)
-            if now is None:
-                continue
-            due = await self.timers.claim(p, now, self.wall(), limit)
-            for t in due:
-                metrics.TIMER_LATENESS.observe(max(0.0, (now - t.due) / 1000))
-            claimed += [(p, t) for t in due]
-        if not claimed:
-            return res
-        cache = await self.states.load({t.profile_id for _, t in claimed})
-        for p, t in sorted(claimed, key=lambda x: (x[1].due, x[1].member)):
-            pid = t.profile_id
-            state = cache[pid]
-            if state.pending:
-                one = Result()
-                try:
-                    waiting = self._waiting(one, p, pid, state)
-                except FatalError:
-                    raise
-                except Exception as exc:  # applying the held events failed: keep waiting, say why
-                    log.error("profile %s could not release its held events (%s)", pid, type(exc).__name__)
-                    waiting = True
-                if waiting:
-                    # a hand-off is on its way: decide on the whole person, once it is here
-                    res.commit.released.setdefault(p, []).append(t)
-                    continue
-                res.absorb(one)
-                res.commit.states[pid] = state
-            if state.into:
-                res.commit.fired.setdefault(p, []).append(t)
-                continue  # merged away: the survivor got this timer in the hand-off
-            key = t.member.split("|", 1)[1]
-            if state.timers.get(key) != t.due:
-                res.commit.fired.setdefault(p, []).append(t)
-                continue  # stale: rescheduled or cancelled since
-            self._fire_one(res, p, t, state, key)
-        return res
+        """Claim and run due timers of these partitions: :func:`.decide_timers.fire_due`."""
+        return await decide_timers.fire_due(self, partitions)
 
     async def release_waiting(self, partitions: Iterable[int]) -> Result:
         """Profiles that waited longer than the hand-off timeout go on without it, even when
-        nothing more arrives for them (their held events are applied now)."""
-        res = Result()
-        before = self.wall() - self.handoff_timeout_ms
-        for p in partitions:
-            pids = await self.timers.waiting(p, before, self.timer_batch)
-            if not pids:
-                continue
-            cache = await self.states.load(pids)
-            for pid in pids:
-                state = cache[pid]
-                if not state.pending or state.into:
-                    res.commit.unwait(p, pid)  # no longer waits (the hand-off came, or merged away)
-                    continue
-                one = Result()
-                snapshot = state.to_json()
-                try:
-                    if self._waiting(one, p, pid, state):
-                        continue
-                except FatalError:
-                    raise
-                except Exception as exc:  # applying the held events failed: keep waiting, say why
-                    log.error("profile %s could not release its held events (%s)", pid, type(exc).__name__)
-                    state.restore(snapshot)
-                    continue
-                res.absorb(one)
-                res.commit.states[pid] = state
-        return res
+        nothing more arrives for them: :func:`.decide_timers.release_waiting`."""
+        return await decide_timers.release_waiting(self, partitions)
 
-    def _fire_one(self, res: Result, p: int, t: DueTimer, state: ProfileState, key: str) -> None:
-        pid = t.profile_id
-        before = state.to_json()
-        one = Result()
-        failure: RuleFailure | None = None
-        exc_name = ""
-        try:
-            eff = self.engine.on_timer(pid, state, t.member, t.due, t.payload)
-            if eff.failures:
-                failure = eff.failures[0]
-                exc_name = failure.exception
-            else:
-                self._effects(one, p, eff, state)
-        except FatalError:
-            raise
-        except Exception as exc:  # ours, not the rule's: the profile stays as it was
-            exc_name = type(exc).__name__
-            log.error("timer %s could not be applied (%s)", t.member, exc_name)
-        res.commit.states[pid] = state
-        if not exc_name:
-            state.fails.pop(key, None)
-            metrics.TIMERS_FIRED.labels(key.split("|", 1)[0]).inc()
-            res.commit.fired.setdefault(p, []).append(t)
-            res.absorb(one)
-            return
-        state.restore(before)
-        attempts = state.fails.get(key, 0) + 1
-        if attempts < TIMER_MAX_ATTEMPTS:
-            state.fails[key] = attempts  # still claimed: tried again when the lease lapses
-            return
-        # Given up: the timer leaves the store, its payload goes to the dead-letter topic.
-        state.fails.pop(key, None)
-        state.timers.pop(key, None)
-        state.tpay.pop(key, None)
-        res.commit.fired.setdefault(p, []).append(t)
-        rule = key.split("|", 1)[0]
-        metrics.DEADLETTERED.labels(ErrorCode.PROCESSING_ERROR.value).inc()
-        log.error(
-            "timer %s failed %d times (%s); dead-lettered with its payload", t.member, attempts, exc_name
-        )
-        value = dumps({"profileId": pid, "rule": rule, "timer": t.member, "due": t.due, "payload": t.payload})
-        dl = DeadLetter(
-            ErrorCode.PROCESSING_ERROR,
-            f"timer failed {attempts} times",
-            pid.encode(),
-            value,
-            SourceRef(self.topics.profiled, p, -1),
-            stage="timer",
-            rule=rule,
-            exception=exc_name,
-        )
-        res.records.append(OutRecord(self.topics.deadletter, dl.key, dl.value, None, dl.headers()))
-        if failure is not None:
-            self._error_decision(res, failure, state)
-
-    def _error_decision(self, res: Result, failure: RuleFailure, state: ProfileState | None) -> None:
+    def emit_error_decision(self, res: Result, failure: RuleFailure, state: ProfileState | None) -> None:
+        """A ``cx.decisions`` record with outcome ``error`` for a rule that failed. Called by
+        :meth:`emit_effects` and for a timer given up."""
         policy = self.engine.policy
         region = policy.region_of(state.country if state is not None else None)
         dk, dv = records.error_decision(failure, policy.version, region)
@@ -570,6 +488,8 @@ class DecideStage:
             await self.timers.release(p, held)
         for p in sorted(set(commit.waits) | set(commit.unwaits)):
             await self.timers.set_waiting(p, commit.waits.get(p, {}), commit.unwaits.get(p, set()))
+        for p in sorted(set(commit.active) | set(commit.inactive)):
+            await self.activity.apply(p, commit.active.get(p, {}), commit.inactive.get(p, set()))
 
     def observe_latency(self, res: Result) -> None:
         now = time.time() * 1000

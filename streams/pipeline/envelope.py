@@ -1,24 +1,197 @@
 """Records of the internal repartition topic ``<app_id>-profiled`` (keyed by profile id).
 
-=========  ============================================================================
-``k``      meaning
-=========  ============================================================================
-``ev``     a resolved event for profile ``pid`` (``ev``: the event, ``rx``: intake wall ms)
-``expect`` survivor ``pid`` will receive the state of ``from``: hold its events and timers until then
-``merge``  profile ``pid`` was absorbed into ``into``: hand its state over
-``hand``   the state of absorbed profile ``from``, for survivor ``pid``
-``wm``     watermark marker: source partition ``src`` has seen event time up to ``wm``
-``idle``   source partition ``src`` is read to its end by its owner (see :mod:`streams.engine.clock`)
-``erase``  profile ``pid`` is erased: drop its state and timers
-=========  ============================================================================
+On the wire each record is a JSON object whose ``k`` says its kind; the wire keys are short and
+stable (``schemas/profiled-record.schema.json``): records written by an older version are still
+in flight during a rolling upgrade and must be read. In code, :func:`parse` turns the bytes into
+one of the typed records below, once, and raises :class:`EnvelopeError` on anything else.
+
+=========  ==================  ==============================================================
+``k``      record              meaning
+=========  ==================  ==============================================================
+``ev``     :class:`EventRecord`  a resolved event for profile ``pid`` (``ev``: the event, ``rx``:
+                               intake wall ms)
+``expect`` :class:`ExpectRecord` survivor ``pid`` will receive the state of ``from``: hold its
+                               events and timers until then
+``merge``  :class:`MergeRecord`  profile ``pid`` was absorbed into ``into``: hand its state over
+``hand``   :class:`HandOffRecord` the state of absorbed profile ``from``, for survivor ``pid``
+``wm``     :class:`WatermarkRecord` source partition ``src`` has seen event time up to ``wm``
+``idle``   :class:`IdleRecord`  source partition ``src`` is read to its end by its owner (see
+                               :mod:`streams.engine.clock`)
+``erase``  :class:`EraseRecord`  profile ``pid`` is erased: drop its state and timers
+=========  ==================  ==============================================================
 """
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
 from aiokafka.partitioner import murmur2
 
-from streams.model import Event, JSONDict, dumps
+from streams.model import Event, JSONDict, dumps, loads
 from streams.pipeline.records import OutRecord
+
+
+class EnvelopeError(ValueError):
+    """Bytes that are not a repartition record this version can apply (the record is dead-lettered)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """A resolved event for ``profile_id``."""
+
+    profile_id: str
+    #: the event as on the wire (:meth:`Event.to_dict <streams.model.Event.to_dict>`)
+    event: JSONDict
+    #: intake's wall clock when the event was resolved, ms (0 if unknown): trigger latency
+    received_ms: int = 0
+    kind: Literal["ev"] = "ev"
+
+    def to_wire(self) -> JSONDict:
+        return {"k": "ev", "pid": self.profile_id, "ev": self.event, "rx": self.received_ms}
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectRecord:
+    """Survivor ``profile_id`` will receive the state of ``absorbed``: hold events and timers until then."""
+
+    profile_id: str
+    absorbed: str
+    ts: int = 0
+    kind: Literal["expect"] = "expect"
+
+    def to_wire(self) -> JSONDict:
+        return {"k": "expect", "pid": self.profile_id, "from": self.absorbed, "ts": self.ts}
+
+
+@dataclass(frozen=True, slots=True)
+class MergeRecord:
+    """``profile_id`` was absorbed into ``merged_into`` at event time ``ts``: hand its state over."""
+
+    profile_id: str
+    merged_into: str
+    ts: int
+    kind: Literal["merge"] = "merge"
+
+    def to_wire(self) -> JSONDict:
+        return {"k": "merge", "pid": self.profile_id, "into": self.merged_into, "ts": self.ts}
+
+
+@dataclass(frozen=True, slots=True)
+class HandOffRecord:
+    """The state of ``absorbed`` (stored form, without its offset), for survivor ``profile_id``."""
+
+    profile_id: str
+    absorbed: str
+    state: JSONDict
+    ts: int = 0
+    kind: Literal["hand"] = "hand"
+
+    def to_wire(self) -> JSONDict:
+        return {
+            "k": "hand",
+            "pid": self.profile_id,
+            "from": self.absorbed,
+            "state": self.state,
+            "ts": self.ts,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class EraseRecord:
+    """``profile_id`` is erased: drop its state and timers."""
+
+    profile_id: str
+    kind: Literal["erase"] = "erase"
+
+    def to_wire(self) -> JSONDict:
+        return {"k": "erase", "pid": self.profile_id}
+
+
+@dataclass(frozen=True, slots=True)
+class WatermarkRecord:
+    """Source partition ``source`` has seen event time up to ``watermark_ms``."""
+
+    source: int
+    watermark_ms: int
+    kind: Literal["wm"] = "wm"
+
+
+@dataclass(frozen=True, slots=True)
+class IdleRecord:
+    """Source partition ``source`` is read to its end by its owner."""
+
+    source: int
+    kind: Literal["idle"] = "idle"
+
+
+#: The records that belong to one profile (and follow it to its survivor after a merge).
+ProfileRecord = EventRecord | ExpectRecord | MergeRecord | HandOffRecord | EraseRecord
+#: Every record of the repartition topic.
+Envelope = ProfileRecord | WatermarkRecord | IdleRecord
+
+
+def parse(raw: bytes) -> Envelope:
+    """The typed record of a repartition record's value. Called once per record by the decide
+    stage; raises :class:`EnvelopeError` (saying what is wrong, never a value) on anything else."""
+    try:
+        d = loads(raw)
+    except Exception as exc:
+        raise EnvelopeError(f"not JSON ({type(exc).__name__})") from None
+    return from_wire(d)
+
+
+def from_wire(d: Any) -> Envelope:
+    """The typed record of a decoded wire object (as :func:`parse`; also for records held in a
+    profile's ``buffer``, which keeps the wire form). Raises :class:`EnvelopeError`."""
+    if not isinstance(d, dict) or not isinstance(d.get("k"), str):
+        raise EnvelopeError("not a repartition envelope (no kind 'k')")
+    kind = d["k"]
+    try:
+        if kind == "wm":
+            return WatermarkRecord(_int(d, "src"), _int(d, "wm"))
+        if kind == "idle":
+            return IdleRecord(_int(d, "src"))
+        pid = _str(d, "pid")
+        if kind == "ev":
+            ev = d.get("ev")
+            if not isinstance(ev, dict):
+                raise EnvelopeError("'ev' record without an event object")
+            return EventRecord(pid, ev, _int(d, "rx", 0))
+        if kind == "expect":
+            return ExpectRecord(pid, _str(d, "from"), _int(d, "ts", 0))
+        if kind == "merge":
+            return MergeRecord(pid, _str(d, "into"), _int(d, "ts"))
+        if kind == "hand":
+            state = d.get("state")
+            if not isinstance(state, dict):
+                raise EnvelopeError("'hand' record without a state object")
+            return HandOffRecord(pid, _str(d, "from"), state, _int(d, "ts", 0))
+        if kind == "erase":
+            return EraseRecord(pid)
+    except EnvelopeError as exc:
+        raise EnvelopeError(f"{kind!r} record: {exc}") from None
+    raise EnvelopeError(f"unknown repartition record kind {kind!r}")
+
+
+def _str(d: JSONDict, key: str) -> str:
+    v = d.get(key)
+    if not isinstance(v, str) or not v:
+        raise EnvelopeError(f"{key!r} must be a non-empty string")
+    return v
+
+
+def _int(d: JSONDict, key: str, default: int | None = None) -> int:
+    v = d.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise EnvelopeError(f"{key!r} must be a number")
+    return int(v)
+
+
+def readdressed(rec: ProfileRecord, profile_id: str) -> bytes:
+    """``rec`` for another profile (its survivor), as wire bytes: forwarding after a merge."""
+    return dumps(dataclasses.replace(rec, profile_id=profile_id).to_wire())
 
 
 def partition_for(key: str, partitions: int) -> int:

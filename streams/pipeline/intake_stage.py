@@ -19,8 +19,6 @@ exception class, and the rest of the batch goes on:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ from dataclasses import dataclass
 from streams import metrics
 from streams.exceptions import FatalError
 from streams.identity.base import ERASURE_EVENT, IdentityStore, Resolution, ResolveRequest
+from streams.identity.pii import HASHED_TYPES, Pseudonymizer
 from streams.intake import DeadLetter, ErrorCode, Intake
 from streams.intake.dedupe import DedupeStore
 from streams.model import Event, Identifier, SourceRef, dumps
@@ -37,8 +36,7 @@ from streams.sinks import records
 
 log = logging.getLogger(__name__)
 
-#: Identifier types hashed when a pepper is set (Redis then holds no raw emails or phones).
-HASHED_TYPES = frozenset({"email", "phone"})
+__all__ = ["HASHED_TYPES", "IntakeStage", "IntakeTopics", "pseudonymize"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,12 +82,10 @@ def _alias_of(ev: Event) -> str:
     return prev if Identifier("anonymous_id", prev) in ev.identifiers else ""
 
 
-def pseudonymize(pepper: bytes, identifier: Identifier) -> Identifier:
-    """Keyed SHA-256 of an email or phone: stable per pepper, not reversible without it."""
-    if identifier.type not in HASHED_TYPES:
-        return identifier
-    digest = hmac.new(pepper, f"{identifier.type}:{identifier.value}".encode(), hashlib.sha256).hexdigest()
-    return Identifier(identifier.type, "h:" + digest[:40])
+def pseudonymize(pepper: bytes, identifier: Identifier, region: str = "US") -> Identifier:
+    """The stored form of a normalized identifier (see :mod:`streams.identity.pii`): a keyed hash
+    for an email or phone, by type or by value; anything else unchanged."""
+    return Pseudonymizer(pepper, region).identifier(identifier)
 
 
 class IntakeStage:
@@ -109,6 +105,7 @@ class IntakeStage:
         self.partitions = partitions
         self.topics = topics
         self.pepper = pepper
+        self._pseudo = None if pepper is None else Pseudonymizer(pepper, intake.config.phone_default_region)
         self.marks: dict[int, int] = {}  # source partition -> highest event time seen
         self.active: dict[int, int] = {}  # source partition -> wall ms it last brought a record
 
@@ -146,11 +143,19 @@ class IntakeStage:
         return OutRecord(self.topics.deadletter, dl.key, dl.value, None, dl.headers())
 
     def _private(self, ev: Event) -> Event:
-        if self.pepper is None:
+        """With a pepper, the event as it may be stored and sent on: every email or phone among its
+        identifiers, traits and ``previousId`` a keyed hash, its channel one of the closed set of
+        known channels (else ``other``). Everything after intake sees only this form."""
+        ps = self._pseudo
+        if ps is None:
             return ev
-        traits = {k: v for k, v in ev.traits.items() if k not in HASHED_TYPES}
+        prev = ev.previous_id
         return dataclasses.replace(
-            ev, identifiers=tuple(pseudonymize(self.pepper, i) for i in ev.identifiers), traits=traits
+            ev,
+            identifiers=ps.identifiers(ev.identifiers),
+            traits=ps.traits(ev.traits),
+            channel=metrics.channel_label(ev.channel),
+            previous_id=ps.value(prev.strip()) if prev else prev,
         )
 
     def _prepare(self, rec: InRecord, ev: Event) -> Pending:
@@ -174,7 +179,7 @@ class IntakeStage:
                 except Exception as exc:
                     parsed = self._failed(rec, exc, "intake")
                 else:
-                    metrics.EVENTS_IN.labels(metrics.channel_label(parsed.channel), parsed.call).inc()
+                    metrics.count(metrics.EVENTS_IN, metrics.channel_label(parsed.channel), parsed.call)
                     seen[rec.partition] = max(seen.get(rec.partition, parsed.ts), parsed.ts)
                     pending.append(p)
                     continue
@@ -219,6 +224,7 @@ class IntakeStage:
             value = envelope.watermark_record(src, wm)
             for part in range(self.partitions):
                 out.append(OutRecord(self.topics.profiled, None, value, part))
+        metrics.flush()  # the batch's per-event counts, once per label set
         return out
 
     def idle_markers(self, sources: Sequence[int], now_ms: int, quiet_ms: int) -> list[OutRecord]:
@@ -238,11 +244,11 @@ class IntakeStage:
         if isinstance(res, Erasure):
             return self._erasure_records(ev, res)
         out: list[OutRecord] = []
-        metrics.IDENTITY_OUTCOMES.labels(res.outcome).inc()
+        metrics.count(metrics.IDENTITY_OUTCOMES, res.outcome)
         if res.dropped:
-            metrics.IDENTITY_OUTCOMES.labels("limit_hit").inc()
+            metrics.count(metrics.IDENTITY_OUTCOMES, "limit_hit")
         if res.created:
-            metrics.PROFILE_CHANGES.labels("created").inc()
+            metrics.count(metrics.PROFILE_CHANGES, "created")
             k, v = records.identity_created(res.profile_id, ev.ts, ev.message_id)
             out.append(OutRecord(self.topics.identity_changes, k, v))
         for m in res.merges:

@@ -12,6 +12,7 @@ from streams.constants import CLOUDEVENTS_CONTENT_TYPE, CLOUDEVENTS_SPEC
 from streams.engine.runner import Fired, RuleFailure
 from streams.identity.base import Merge
 from streams.intake.normalize import ms_to_iso
+from streams.measure.exposures import Conversion
 from streams.model import JSONDict, dumps
 
 #: Namespace of our deterministic ids (uuid5). Never change: it would change every trigger id.
@@ -63,10 +64,12 @@ def decision(f: Fired, policy_version: str) -> tuple[bytes, bytes]:
     """The audit record of one decision, activated or suppressed, with the reasons."""
     rule = f.rule
     tid = trigger_id(rule.name, rule.version, f.spec.key)
+    # a shadow decision has an id of its own (a live one of the same version may exist), and the
+    # triggerId the rule's version would have given
     rec: JSONDict = {
-        "id": tid,
+        "id": trigger_id(f"{rule.name}|shadow", rule.version, f.spec.key) if f.shadow else tid,
         "triggerId": tid,
-        "outcome": "activated" if f.verdict.activated else "suppressed",
+        "outcome": f.outcome,
         "profileId": f.profile_id,
         "rule": {"name": rule.name, "version": rule.version},
         "type": f"cx.trigger.{f.spec.name or rule.trigger_name}",
@@ -84,6 +87,22 @@ def decision(f: Fired, policy_version: str) -> tuple[bytes, bytes]:
         "context": f.spec.context,
     }
     return f.profile_id.encode(), dumps(rec)
+
+
+def conversion(c: Conversion) -> tuple[bytes, bytes]:
+    """One conversion after a trigger (activated or held out), for ``cx.conversions``. At most
+    one per trigger, so ``triggerId`` is its key for consumers that dedupe."""
+    rec: JSONDict = {
+        "triggerId": trigger_id(c.rule, c.version, c.key),
+        "rule": c.rule,
+        "group": c.group,
+        "profileId": c.profile_id,
+        "event": c.event,
+        "messageId": c.message_id,
+        "time": ms_to_iso(c.time),
+        "lagSeconds": c.lag_ms / 1000,
+    }
+    return c.profile_id.encode(), dumps(rec)
 
 
 def error_decision(f: RuleFailure, policy_version: str, region: str) -> tuple[bytes, bytes]:

@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 
 from streams.constants import Keys
-from streams.engine.state import ProfileState, RedisStateStore
-from streams.engine.timers import RedisTimerStore, TimerOps, member
+from streams.engine.state import RedisStateStore
+from streams.engine.timers import RedisTimerStore, TimerOps
 from streams.intake import RedisDedupeStore
 from streams.redis_io import connect_cluster
 from streams.stack import LocalCluster
+from streams.state import ProfileState, TimerId
 
 pytestmark = pytest.mark.stack
 
@@ -55,7 +56,7 @@ def test_every_store_call_succeeds_and_no_write_is_lost_across_a_failover(
                 assert all(await dedupe.check(batch)), "each id is fresh (or our own retried claim)"
                 await states.save({f"p{n}-{i}": ProfileState(rules={"n": {"v": n}}) for i in range(PROFILES)})
                 await timers.apply(
-                    n % PARTITIONS, TimerOps({member(f"p{n}", "r", "t"): (n, {"n": n})}, set())
+                    n % PARTITIONS, TimerOps({str(TimerId(f"p{n}", "r", "t")): (n, {"n": n})}, set())
                 )
                 slowest = max(slowest, time.monotonic() - start)
                 await asyncio.sleep(0.02)

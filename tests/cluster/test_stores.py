@@ -18,11 +18,12 @@ import pytest
 import redis
 
 from streams.constants import Keys
-from streams.engine.state import MemoryStateStore, ProfileState, RedisStateStore, StateStore
-from streams.engine.timers import MemoryTimerStore, RedisTimerStore, TimerOps, TimerStore, member
+from streams.engine.state import MemoryStateStore, RedisStateStore, StateStore
+from streams.engine.timers import MemoryTimerStore, RedisTimerStore, TimerOps, TimerStore
 from streams.intake import MemoryDedupeStore, RedisDedupeStore
 from streams.redis_io import connect, connect_cluster
 from streams.stack import LocalCluster, LocalStack
+from streams.state import ProfileState, TimerId
 
 pytestmark = pytest.mark.stack
 
@@ -97,7 +98,8 @@ async def timer_story(store: TimerStore) -> list[Any]:
     parts = range(6)
     for p in parts:
         schedule = {
-            member(f"p{p}-{i:02d}", "r", "t"): (1000 + 10 * i, {"i": i} if i % 2 else {}) for i in range(20)
+            str(TimerId(f"p{p}-{i:02d}", "r", "t")): (1000 + 10 * i, {"i": i} if i % 2 else {})
+            for i in range(20)
         }
         await store.apply(p, TimerOps(schedule, set()))
     seen.append([(await store.pending(p), await store.next_due(p)) for p in parts])
@@ -108,7 +110,7 @@ async def timer_story(store: TimerStore) -> list[Any]:
         again = await store.claim(p, clock=1100, wall=5000 + 30_001, limit=50)  # every lease lapsed
         seen.append(again)
         m0, m1 = first[0].member, first[1].member
-        await store.apply(p, TimerOps({m0: (2000, {"moved": True})}, {member(f"p{p}-19", "r", "t")}))
+        await store.apply(p, TimerOps({m0: (2000, {"moved": True})}, {str(TimerId(f"p{p}-19", "r", "t"))}))
         await store.done(p, first)  # m0 was rescheduled since the claim: it stays
         await store.release(p, rest[:2])
         seen.append(await store.claim(p, clock=2000, wall=5000 + 30_002, limit=3))

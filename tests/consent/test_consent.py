@@ -10,8 +10,8 @@ from streams.consent.consent import (
     merge_consent,
     merge_preferences,
 )
-from streams.engine.state import ProfileState
 from streams.model import ConsentSignal
+from streams.state import ProfileState
 
 
 def _state(*statements: tuple[bool, int, str]) -> ProfileState:

@@ -9,8 +9,8 @@ from rules.cart_abandoned import CartAbandoned
 from streams.consent.decide import Reason, Verdict, decide
 from streams.consent.policy import DEFAULT_POLICY, Region
 from streams.constants import DAY_MS, HOUR_MS
-from streams.engine.state import ProfileState
 from streams.model import Identifier
+from streams.state import ProfileState
 from streams.testing import at, run_rule, track
 
 T0 = at("2026-03-02T09:00:00Z")

@@ -29,8 +29,8 @@ from streams.consent.decide import Reason, Verdict
 from streams.consent.policy import DEFAULT_POLICY, Policy
 from streams.constants import DAY_MS, HOUR_MS, MINUTE_MS
 from streams.engine.runner import Engine, Fired
-from streams.engine.state import ProfileState
 from streams.model import Identifier
+from streams.state import ProfileState
 from streams.testing import at, event
 
 PURPOSES = ("marketing", "advertising", "personalization")

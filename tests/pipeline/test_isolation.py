@@ -372,7 +372,7 @@ def test_an_intake_batch_processed_again_announces_its_merge_again_harmlessly() 
 
     asyncio.run(run())
     states = asyncio.run(pipe.runtime.stores.states.load(list(pipe.runtime.stores.states.data)))  # type: ignore[attr-defined]
-    assert all(st.into != pid for pid, st in states.items()), "a profile merged into itself"
-    live = [pid for pid, st in states.items() if st.into is None]
+    assert all(st.merged_into != pid for pid, st in states.items()), "a profile merged into itself"
+    live = [pid for pid, st in states.items() if st.merged_into is None]
     assert len(live) == 1
-    assert sum(1 for st in states.values() if st.into == live[0]) == 1
+    assert sum(1 for st in states.values() if st.merged_into == live[0]) == 1

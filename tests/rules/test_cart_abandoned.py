@@ -1,6 +1,6 @@
 from rules.cart_abandoned import CartAbandoned
 from streams.constants import MINUTE_MS
-from streams.engine.state import ProfileState
+from streams.state import ProfileState
 from streams.testing import at, run_rule, track
 
 T0 = at("2026-02-10T18:00:00Z")

@@ -1,17 +1,14 @@
-from collections.abc import Callable
 from random import Random
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rules.base import TriggerSpec
 from rules.onboarding_stalled import OnboardingStalled
 from streams.constants import HOUR_MS, MINUTE_MS
-from streams.engine.state import ProfileState
 from streams.model import Event
-from streams.testing import at, run_rule, track
+from streams.state import ProfileState
+from streams.testing import Deliver, at, run_rule, track
 
-Deliver = Callable[..., list[TriggerSpec]]
 T0 = at("2026-06-01T09:00:00Z")
 
 

@@ -1,7 +1,7 @@
 from rules.purchase_suppression import PurchaseSuppression, products_of
 from streams.constants import DAY_MS
-from streams.engine.state import ProfileState
 from streams.model import Event
+from streams.state import ProfileState
 from streams.testing import at, run_rule, track
 
 T0 = at("2026-03-15T10:00:00Z")

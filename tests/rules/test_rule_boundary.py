@@ -10,8 +10,8 @@ from prometheus_client import REGISTRY
 from rules.base import Outcome, Rule, RuleContext, Timer, TimerSpec, TriggerSpec
 from streams.consent.policy import DEFAULT_POLICY
 from streams.engine.runner import MAX_RULE_DEPTH, Engine
-from streams.engine.state import ProfileState
 from streams.model import Event, JSONDict
+from streams.state import ProfileState
 from streams.testing import RuleFailed, at, run_rule, track
 
 T0 = at("2026-05-01")

@@ -7,8 +7,8 @@ from prometheus_client import REGISTRY
 from rules.base import Outcome, Rule, RuleContext, Timer, TimerSpec, TriggerSpec
 from streams.consent.policy import DEFAULT_POLICY
 from streams.engine.runner import Engine
-from streams.engine.state import ProfileState
 from streams.model import Event, JSONDict
+from streams.state import ProfileState
 from streams.testing import at, track
 
 T0 = at("2026-05-01")

@@ -1,4 +1,3 @@
-from collections.abc import Callable
 from pathlib import Path
 from random import Random
 
@@ -10,13 +9,12 @@ from rules.base import TriggerSpec
 from rules.segments import DEFAULT_SEGMENTS, SegmentDef, SegmentRule, load_segments
 from streams.constants import DAY_MS
 from streams.engine import registry
-from streams.engine.state import ProfileState
 from streams.exceptions import ConfigError
 from streams.model import Event
 from streams.settings import load_settings
-from streams.testing import at, run_rule, track
+from streams.state import ProfileState
+from streams.testing import Deliver, at, run_rule, track
 
-Deliver = Callable[..., list[TriggerSpec]]
 T0 = at("2026-01-01")
 BUYER = SegmentDef("frequent_buyer", frozenset({"Order Completed"}), 3, 90)
 

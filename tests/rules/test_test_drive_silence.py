@@ -1,17 +1,14 @@
-from collections.abc import Callable
 from random import Random
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rules.base import TriggerSpec
 from rules.test_drive_silence import TestDriveSilence
 from streams.constants import DAY_MS
-from streams.engine.state import ProfileState
 from streams.model import Event, Identifier
-from streams.testing import at, page, run_rule, track
+from streams.state import ProfileState
+from streams.testing import Deliver, at, page, run_rule, track
 
-Deliver = Callable[..., list[TriggerSpec]]
 T0 = at("2026-01-10T15:00:00Z")
 ANN = {"identifiers": [Identifier("email", "ann@example.com")]}
 

@@ -1,7 +1,7 @@
 from rules.vehicle_config_repeat import VehicleConfigRepeat
 from streams.constants import DAY_MS
-from streams.engine.state import ProfileState
 from streams.model import Event
+from streams.state import ProfileState
 from streams.testing import at, run_rule, track
 
 T0 = at("2026-04-01T12:00:00Z")
@@ -102,5 +102,5 @@ def test_merging_keeps_the_fires_of_both_sides() -> None:
 def test_state_stays_small() -> None:
     evs = [view(d / 4, f"cfg-{d % 30}") for d in range(400)]
     run = run_rule(VehicleConfigRepeat(), evs)
-    state = run.state.rules["vehicle_config_repeat"]["cfg"]
-    assert len(state) == 20 and all(len(c["v"]) <= 50 for c in state.values())
+    state = run.state.rules["vehicle_config_repeat"]["views"]
+    assert len(state) == 20 and all(len(views) <= 50 for views in state.values())

@@ -1,35 +1,21 @@
-"""JSON Schemas (draft 2020-12) of every message cxstream reads or writes, and the AsyncAPI 3.0 document.
-
-The models below *describe* records; they are not used to build them (``streams.sinks.records``,
-``streams.pipeline.envelope`` and ``streams.model.Event.to_dict`` do that, for speed). Tests
-validate real records against the generated files, so a builder that drifts from its schema fails.
-
-Regenerate after changing a record (``tests/test_schemas.py`` fails until you do)::
-
-    python -m streams.schemas            # writes schemas/*.json
-    python -m streams.schemas --check    # exit 1 if a checked-in file differs
-"""
+"""The records, as pydantic-described TypedDicts: input calls, internal records, output records."""
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import ConfigDict, Field, TypeAdapter, with_config
+from pydantic import ConfigDict, Field, with_config
 from typing_extensions import TypedDict  # pydantic needs this TypedDict on Python < 3.12
 
 from streams.consent.decide import Reason
-from streams.constants import CLOUDEVENTS_CONTENT_TYPE
 from streams.intake.consent import CONSENT_EVENT
 from streams.intake.errors import ErrorCode
-from streams.settings import Settings
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 ID_BASE = "https://cxstream.dev/schemas/"
 SCHEMA_FORMAT = "application/schema+json;version=draft-2020-12"
-ROOT = Path(__file__).resolve().parent.parent / "schemas"
+ROOT = Path(__file__).resolve().parents[2] / "schemas"
 
 _OPEN = ConfigDict(extra="allow")
 _CLOSED = ConfigDict(extra="forbid")
@@ -340,11 +326,13 @@ class DecisionError(TypedDict):
 
 @with_config(_CLOSED)
 class DecisionRecord(TypedDict):
-    """One audit record per decision: activated or suppressed with the reasons, or error (a rule failed)."""
+    """One audit record per decision: activated or suppressed with the reasons, holdout (allowed but
+    held out: the rule's control group, not activated), error (a rule failed), or shadow (a rule
+    running in shadow, CXSTREAM_SHADOW_RULES: what it would have decided; never activated)."""
 
     id: Annotated[str, Field(json_schema_extra={"format": "uuid"})]
     triggerId: Annotated[str, Field(json_schema_extra={"format": "uuid"})]
-    outcome: Literal["activated", "suppressed", "error"]
+    outcome: Literal["activated", "suppressed", "holdout", "error", "shadow"]
     profileId: ProfileId
     rule: RuleRef
     type: Annotated[str, Field(pattern=r"^cx\.trigger\..+$")]
@@ -375,8 +363,9 @@ class ProfileMerged(TypedDict):
         list[Annotated[str, Field(pattern=r"^[^:]+:.+$")]],
         Field(
             description="type:value, in the stored form (taken after intake's pseudonymization): with "
-            "CXSTREAM_IDENTITY_PEPPER set, email and phone are keyed hashes (h:<hex>), never raw; other "
-            "types (user_id, anonymous_id, device_id, external ids) as sent, as in the identity graph"
+            "CXSTREAM_IDENTITY_PEPPER set, every value that is an email or a phone number, whatever its "
+            "type (user_id, anonymous_id, an external id), is a keyed hash (h:<hex>), never raw; other "
+            "values as sent, as in the identity graph"
         ),
     ]
     time: Rfc3339
@@ -390,6 +379,25 @@ class ProfileErased(TypedDict):
     erased: Annotated[list[ProfileId], Field(description="every profile id erased with it")]
     time: Rfc3339
     reason: str
+
+
+@with_config(_CLOSED)
+class ConversionRecord(TypedDict):
+    """A conversion after a trigger (activated or held out): the person's first conversion event
+    within the rule's window. At most one per trigger."""
+
+    triggerId: Annotated[
+        str, Field(json_schema_extra={"format": "uuid"}, description="the trigger's id (its decision's)")
+    ]
+    rule: Annotated[str, Field(min_length=1)]
+    group: Annotated[
+        Literal["treated", "holdout"], Field(description="treated: activated; holdout: held out, not sent")
+    ]
+    profileId: ProfileId
+    event: Annotated[str, Field(min_length=1, description="the conversion event's name")]
+    messageId: Annotated[str, Field(description="the conversion event's messageId")]
+    time: Annotated[Rfc3339, Field(description="the conversion event's time")]
+    lagSeconds: Annotated[float, Field(gt=0, description="seconds from the trigger to the conversion")]
 
 
 IdentityChange = Annotated[ProfileCreated | ProfileMerged | ProfileErased, Field(discriminator="change")]
@@ -439,200 +447,3 @@ DeadLetterHeaders = TypedDict(
 with_config(
     ConfigDict(extra="allow", json_schema_extra={"description": "Values are UTF-8 bytes on the wire."})
 )(DeadLetterHeaders)
-
-
-# ---------------------------------------------------------------------------------------- generation
-#: file stem -> (type, title, description)
-SCHEMAS: dict[str, tuple[Any, str, str]] = {
-    "segment-call": (SegmentCall, "Segment call", "One Segment Spec message on the raw events topic."),
-    "normalized-event": (NormalizedEvent, "Normalized event", "An event after intake (Event.to_dict)."),
-    "profiled-record": (
-        ProfiledRecord,
-        "Profiled record",
-        "A record of the internal repartition topic <app_id>-profiled, keyed by profile id.",
-    ),
-    "trigger-cloudevent": (TriggerCloudEvent, "Trigger", "A trigger: CloudEvents 1.0, structured JSON mode."),
-    "decision": (DecisionRecord, "Decision", "The audit record of one decision."),
-    "identity-change": (IdentityChange, "Identity change", "A profile created, merged or erased."),
-    "deadletter-headers": (DeadLetterHeaders, "Dead-letter headers", "Headers of a dead-lettered message."),
-}
-
-
-def json_schema(stem: str) -> dict[str, Any]:
-    type_, title, description = SCHEMAS[stem]
-    schema = TypeAdapter(type_).json_schema(by_alias=True, mode="validation")
-    if stem == "segment-call":
-        # Segment: every call needs a userId or an anonymousId (alias requires userId anyway)
-        schema["anyOf"] = [{"required": ["userId"]}, {"required": ["anonymousId"]}]
-    if stem == "decision":
-        # ``error`` comes with, and only with, outcome ``error``
-        schema["if"] = {"properties": {"outcome": {"const": "error"}}, "required": ["outcome"]}
-        schema["then"] = {"required": ["error"]}
-        schema["else"] = {"not": {"required": ["error"]}}
-    schema.update({"$schema": DIALECT, "$id": f"{ID_BASE}{stem}.schema.json", "title": title})
-    schema["description"] = description + (" " + schema["description"] if "description" in schema else "")
-    return schema
-
-
-def _kafka_key(description: str) -> dict[str, Any]:
-    return {"kafka": {"key": {"type": "string", "description": description}, "bindingVersion": "0.5.0"}}
-
-
-def _payload(stem: str) -> dict[str, Any]:
-    return {"schemaFormat": SCHEMA_FORMAT, "schema": {"$ref": f"./{stem}.schema.json"}}
-
-
-def asyncapi(settings: Settings | None = None) -> dict[str, Any]:
-    """The AsyncAPI 3.0 document: every topic (default names), its key, its messages."""
-    s = settings or Settings()
-    pid_key = _kafka_key("the profile id")
-    messages: dict[str, Any] = {
-        "segmentCall": {
-            "name": "SegmentCall",
-            "title": "Segment call",
-            "summary": "identify, track, page, screen, group or alias, as JSON",
-            "contentType": "application/json",
-            "payload": _payload("segment-call"),
-            "bindings": _kafka_key("any; usually the anonymousId or userId"),
-        },
-        "deadLetter": {
-            "name": "DeadLetter",
-            "title": "Dead letter",
-            "summary": "a message intake rejected, or a record our code failed on (processing_error): "
-            "the original bytes, untouched, and why in the headers",
-            "contentType": "application/octet-stream",
-            "headers": _payload("deadletter-headers"),
-            "payload": {"type": "string", "format": "binary", "description": "the original bytes"},
-            "bindings": _kafka_key("the original key, as received"),
-        },
-        "profiledRecord": {
-            "name": "ProfiledRecord",
-            "title": "Profiled record",
-            "summary": "internal: resolved events, merge hand-offs, watermarks, erasures",
-            "contentType": "application/json",
-            "payload": _payload("profiled-record"),
-            "bindings": _kafka_key("the profile id (watermark markers: no key, sent to every partition)"),
-        },
-        "trigger": {
-            "name": "Trigger",
-            "title": "Trigger (CloudEvent)",
-            "summary": "a rule fired and consent allowed it",
-            "contentType": CLOUDEVENTS_CONTENT_TYPE,
-            "headers": {
-                "type": "object",
-                "required": ["content-type"],
-                "properties": {
-                    "content-type": {"type": "string", "const": CLOUDEVENTS_CONTENT_TYPE},
-                },
-            },
-            "payload": _payload("trigger-cloudevent"),
-            "bindings": pid_key,
-        },
-        "decision": {
-            "name": "Decision",
-            "title": "Decision",
-            "summary": "one audit record per decision, activated or suppressed, or error (a rule failed)",
-            "contentType": "application/json",
-            "payload": _payload("decision"),
-            "bindings": pid_key,
-        },
-        "identityChange": {
-            "name": "IdentityChange",
-            "title": "Identity change",
-            "summary": "a profile created, merged or erased",
-            "contentType": "application/json",
-            "payload": _payload("identity-change"),
-            "bindings": pid_key,
-        },
-    }
-    topics = [
-        ("raw", s.topic_raw, "segmentCall", "receive", "Raw channel events, one Segment call per record."),
-        ("deadletter", s.topic_deadletter, "deadLetter", "send", "Everything intake rejected."),
-        ("activations", s.topic_activations, "trigger", "send", "Triggers for email and ad systems."),
-        ("decisions", s.topic_decisions, "decision", "send", "The audit trail of every decision."),
-        ("identityChanges", s.topic_identity_changes, "identityChange", "send", "Profile lifecycle."),
-    ]
-    channels: dict[str, Any] = {}
-    operations: dict[str, Any] = {}
-    for name, address, message, action, description in topics:
-        channels[name] = {
-            "address": address,
-            "description": description + f" Setting: CXSTREAM_TOPIC_{_setting(name)}.",
-            "messages": {message: {"$ref": f"#/components/messages/{message}"}},
-        }
-        operations[f"{action}{name[0].upper()}{name[1:]}"] = {
-            "action": action,
-            "channel": {"$ref": f"#/channels/{name}"},
-            "messages": [{"$ref": f"#/channels/{name}/messages/{message}"}],
-        }
-    channels["profiled"] = {
-        "address": "{appId}-profiled",
-        "description": "Internal repartition topic: the intake agent re-keys events by profile id for "
-        "the decide agent. Same partition count as the raw topic.",
-        "parameters": {"appId": {"description": "CXSTREAM_APP_ID", "default": s.app_id}},
-        "messages": {"profiledRecord": {"$ref": "#/components/messages/profiledRecord"}},
-    }
-    for action in ("send", "receive"):
-        operations[f"{action}Profiled"] = {
-            "action": action,
-            "channel": {"$ref": "#/channels/profiled"},
-            "messages": [{"$ref": "#/channels/profiled/messages/profiledRecord"}],
-        }
-    return {
-        "asyncapi": "3.0.0",
-        "info": {
-            "title": "cxstream",
-            "version": "0.1.0",
-            "description": "Kafka-native real-time customer-event processor: Segment calls in, identity "
-            "changes, decisions and CloudEvents triggers out. Topic names are the defaults.",
-            "license": {"name": "Apache-2.0"},
-        },
-        "defaultContentType": "application/json",
-        "servers": {
-            "local": {
-                "host": s.kafka_bootstrap,
-                "protocol": "kafka",
-                "description": "CXSTREAM_KAFKA_BOOTSTRAP",
-            }
-        },
-        "channels": channels,
-        "operations": operations,
-        "components": {"messages": messages},
-    }
-
-
-def _setting(channel: str) -> str:
-    return {"identityChanges": "IDENTITY_CHANGES"}.get(channel, channel.upper())
-
-
-def render() -> dict[str, bytes]:
-    """File name -> bytes, exactly as checked in (sorted keys, 2-space indent, trailing newline)."""
-    import orjson
-
-    opts = orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2
-    out = {f"{stem}.schema.json": orjson.dumps(json_schema(stem), option=opts) + b"\n" for stem in SCHEMAS}
-    out["asyncapi.json"] = orjson.dumps(asyncapi(), option=opts) + b"\n"
-    return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m streams.schemas", description=__doc__.split("\n")[0])
-    ap.add_argument("--check", action="store_true", help="exit 1 if a file in DIR differs, write nothing")
-    ap.add_argument("dir", nargs="?", type=Path, default=ROOT)
-    args = ap.parse_args(argv)
-    stale = []
-    for name, data in render().items():
-        path: Path = args.dir / name
-        if path.exists() and path.read_bytes() == data:
-            continue
-        stale.append(name)
-        if not args.check:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-    verb = "differ" if args.check else "written"
-    print(f"{len(stale)} file(s) {verb} in {args.dir}" + (": " + ", ".join(stale) if stale else ""))
-    return 1 if args.check and stale else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,181 @@
+"""One worker against the raw client, in one run: the throughput goal as a ratio.
+
+    .venv/bin/python bench/bench_ratio.py [--events N] [--rate R] [--seconds S] [--py-spy FILE]
+
+On the local stack (Tansu + Redis, ``streams.stack.LocalStack``), each on a fresh topic of
+``--events`` realistic mixed events (``bench_pipeline.journeys``), pre-filled before timing:
+
+1. **raw ceiling**: a plain aiokafka passthrough in this process: ``getmany`` -> orjson
+   loads/dumps -> ``send`` to a sink topic, every batch's sends acked and its offsets
+   committed before the next ``getmany``, until every record is through. Timed from the first
+   record read; CPU time of this process per event.
+2. **one cxstream worker** (a child process, the settings' defaults but the local stack's and
+   the event clock, see ``--clock``):
+   end to end, through intake *and* decide, timed from its first committed offset until the
+   decide stage's committed offsets have passed the last record of work on every repartition
+   partition (``bench_scale.run_group``). CPU time of the worker process per event.
+3. the raw ceiling again (the load of a shared machine drifts), then the **ratio** of the
+   worker's events/s to the mean of the two raw runs (and the same for CPU per event, which a
+   busy machine disturbs less), and the event-to-trigger latency p50/p99 of one worker at a
+   steady offered load (``bench_scale.bench_latency``).
+
+Prints numbers; asserts nothing. ``--py-spy FILE`` records a py-spy profile of the worker of
+step 2 (``pip install py-spy``; speedscope format) for finding where its CPU goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from bench_pipeline import journeys
+from bench_scale import PARTITIONS, bench_latency, fresh, run_group
+
+from streams.kafka import client_options, create_topics
+from streams.replay import replay_file
+from streams.settings import Settings, load_settings
+from streams.stack import LocalStack
+
+
+async def passthrough(s: Settings, n: int) -> tuple[float, float]:
+    """Move ``n`` records from ``s.topic_raw`` to ``s.topic_decisions`` with the raw client:
+    returns (events/s, CPU µs per event)."""
+    opts = client_options(s)
+    consumer = AIOKafkaConsumer(
+        **opts,
+        group_id=f"{s.app_id}-raw",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    producer = AIOKafkaProducer(**opts, acks="all", linger_ms=5)
+    await consumer.start()
+    await producer.start()
+    consumer.assign([TopicPartition(s.topic_raw, p) for p in range(s.partitions)])
+    moved = 0
+    first = cpu0 = 0.0
+    try:
+        while moved < n:
+            batches = await consumer.getmany(timeout_ms=200, max_records=2000)
+            if not batches:
+                continue
+            if not first:
+                first, cpu0 = time.perf_counter(), time.process_time()
+            futs = []
+            offsets = {}
+            for tp, msgs in batches.items():
+                for m in msgs:
+                    value = orjson.dumps(orjson.loads(m.value))
+                    futs.append(await producer.send(s.topic_decisions, value, key=m.key))
+                offsets[tp] = msgs[-1].offset + 1
+                moved += len(msgs)
+            await asyncio.gather(*futs)
+            await consumer.commit(offsets)
+        secs = time.perf_counter() - first
+        cpu = time.process_time() - cpu0
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    return n / secs, cpu / n * 1e6
+
+
+def raw_run(base: Settings, events: list[bytes], workdir: Path) -> tuple[float, float]:
+    s = fresh(base)
+    asyncio.run(create_topics(s))
+    path = workdir / f"raw-{s.app_id}.jsonl"
+    path.write_bytes(b"\n".join(events) + b"\n")
+    n = asyncio.run(replay_file(s, path))
+    return asyncio.run(passthrough(s, n))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=100_000, help="backlog of each throughput run")
+    ap.add_argument("--rate", type=float, default=1000.0, help="events/s offered in the latency run")
+    ap.add_argument("--seconds", type=float, default=20.0, help="length of the latency run (0: skip it)")
+    ap.add_argument(
+        "--clock",
+        choices=("wall", "event"),
+        default="event",
+        help="the worker's clock: event (default: the backlog's events are weeks old; on the wall clock "
+        "every timer they set is due at once, and the run measures the timer tick instead)",
+    )
+    ap.add_argument("--py-spy", metavar="FILE", help="record a py-spy profile of the worker's run here")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a worker setting to change (repeatable)",
+    )
+    ap.add_argument("--logs", metavar="DIR", help="keep the workers' logs in this directory")
+    args = ap.parse_args()
+    os.environ.setdefault("CXSTREAM_LOG_LEVEL", "info")  # bench_scale reads the assignment from the log
+    events = journeys(args.events)
+    spy: list[subprocess.Popen[bytes]] = []
+
+    def attach(procs: list[subprocess.Popen[bytes]]) -> None:
+        if not args.py_spy:
+            return
+        exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        cmd = [exe, "record", "-f", "speedscope", "-o", args.py_spy, "-r", "200", "-p", str(procs[0].pid)]
+        spy.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    with LocalStack() as stack, tempfile.TemporaryDirectory(prefix="bench-ratio-") as tmp:
+        d = args.logs or tmp
+        Path(d).mkdir(parents=True, exist_ok=True)
+        overrides: dict[str, object] = {"clock": args.clock}
+        overrides.update(dict(kv.split("=", 1) for kv in args.set))
+        base = load_settings(
+            kafka_bootstrap=stack.kafka_bootstrap,
+            redis_url=stack.redis_url,
+            partitions=PARTITIONS,
+            # the local broker holds a new group's first join for half the session timeout
+            kafka_session_timeout=6.0,
+            kafka_rebalance_timeout=10.0,
+            metrics_port=0,
+            **overrides,
+        )
+        # the raw ceiling before and after the worker's run: on a shared machine the load drifts
+        raws = [raw_run(base, events, Path(d))]
+        print(
+            f"raw aiokafka passthrough, {len(events):,} events, {PARTITIONS} partitions: "
+            f"{raws[0][0]:,.0f} events/s, {raws[0][1]:,.1f} µs CPU/event",
+            flush=True,
+        )
+        one = run_group(base, events, 1, Path(d), on_start=attach)
+        for p in spy:
+            p.wait(30)
+        print(
+            f"one cxstream worker end to end (intake + decide, clock={base.clock}), {len(events):,} events: "
+            f"{one.decide_rate:,.0f} events/s (intake alone {one.intake_rate:,.0f}), "
+            f"{one.cpu_us:,.0f} µs CPU/event",
+            flush=True,
+        )
+        raws.append(raw_run(base, events, Path(d)))
+        print(
+            f"raw aiokafka passthrough again: {raws[1][0]:,.0f} events/s, {raws[1][1]:,.1f} µs CPU/event",
+            flush=True,
+        )
+        raw_rate = sum(r for r, _ in raws) / len(raws)
+        raw_cpu = sum(c for _, c in raws) / len(raws)
+        print(
+            f"ratio worker / raw (mean of the two raw runs): {one.decide_rate / raw_rate:.3f} in events/s; "
+            f"{raw_cpu / one.cpu_us:.3f} in CPU per event",
+            flush=True,
+        )
+        if args.seconds > 0:
+            bench_latency(base, args.rate, args.seconds, Path(d))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,288 @@
+"""faust's per-message path, without four tasks per message.
+
+faust's consumer hands every fetched message to the streams with
+``await self.wait_first(callback(message), self.suspend_flow.wait())``
+(``faust.transport.consumer.Consumer._drain_messages``): four tasks (the delivery, the
+suspension, the service's stopped and crashed events) and an ``asyncio.wait`` per message, so
+that a rebalance (``suspend_flow``) can abandon a delivery that waits for
+room in a full stream buffer. Almost every delivery needs no wait at all: the message goes
+into the channel queue at once. Measured on one worker draining a backlog, this was
+the largest single cost of the whole pipeline (issue 13: with a larger stream buffer and
+fetch size, ~2,800 -> ~3,600 events/s on one worker).
+
+:class:`Consumer` runs the delivery coroutine one step in place; if it finished (the usual
+case) nothing was scheduled. If it has to wait (a full buffer, flow control, a full
+producer buffer), the started coroutine is handed to ``wait_first`` exactly as faust does,
+so a rebalance still abandons it. While the flow is suspended, faust's own path is taken
+as it is. Everything else of the method is faust's, line for line (one nested ``if`` joined).
+
+Installed through the app's public ``transport`` setter (:func:`install`). Also here:
+:class:`QuietMonitor`, faust's statistics sensor without its per-message bookkeeping, and
+:class:`Stream`, whose ``take_events`` takes a batch straight from the channel queue instead of
+faust's per-message iterator (faust's ``Stream`` setting). The replaced methods are pinned to
+the faust versions they were written against: ``tests/test_faust_pin.py`` fails on an upgrade
+until they are checked against the new ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Generator, Sequence
+from typing import Any, cast
+
+import faust
+from faust.sensors import Monitor
+from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types.tuples import ack_lock
+from mode import Seconds, Service, want_seconds
+
+#: faust-streaming versions whose ``Consumer._drain_messages`` this module replaces, and the
+#: SHA-256 of that method's source in them (``tests/test_faust_pin.py`` checks both)
+TESTED_FAUST = {"0.15.3": "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417"}
+#: the same for ``Stream.take_events``, which :class:`Stream` replaces
+TESTED_TAKE_EVENTS = {"0.15.3": "607d48aead118ba8ea868718a0df87de1c5fcecd10ec542c659b448796728e08"}
+
+
+class _Started:
+    """The rest of a coroutine that already ran its first step (which yielded ``pending``):
+    awaiting this drives it on, passing results and exceptions (a cancellation) through."""
+
+    __slots__ = ("_coro", "_pending")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], pending: Any) -> None:
+        self._coro = coro
+        self._pending = pending
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, value = self._coro, self._pending
+        while True:
+            try:
+                sent = yield value
+            except BaseException as exc:  # cancellation (wait_first abandons it): into the coroutine
+                try:
+                    value = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
+
+async def _rest(started: _Started) -> Any:
+    return await started
+
+
+def step(coro: Coroutine[Any, Any, Any]) -> Coroutine[Any, Any, Any] | None:
+    """Run ``coro`` up to its first suspension. ``None`` if it finished (its result is
+    dropped; an exception propagates), else a coroutine that finishes it when awaited."""
+    try:
+        pending = coro.send(None)
+    except StopIteration:
+        return None
+    return _rest(_Started(coro, pending))
+
+
+class Consumer(faust_aiokafka.Consumer):
+    """faust's aiokafka consumer; only the delivery of each message to the streams differs."""
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover (faust's loop)
+        # faust.transport.consumer.Consumer._drain_messages (faust-streaming 0.15.3), with
+        # the one change marked "cxstream".
+        callback = self.callback
+        getmany = self.getmany
+        consumer_should_stop = cast(Service, self)._stopped.is_set
+        fetcher_should_stop = cast(Service, fetcher)._stopped.is_set
+
+        get_read_offset = self._read_offset.__getitem__
+        set_read_offset = self._read_offset.__setitem__
+        flag_consumer_fetching = CONSUMER_FETCHING
+        set_flag = self.diag.set_flag
+        unset_flag = self.diag.unset_flag
+        commit_every = self._commit_every
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        suspended = self.suspend_flow.is_set  # cxstream
+
+        yield_every = 100
+        num_since_yield = 0
+        sleep = asyncio.sleep
+
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                set_flag(flag_consumer_fetching)
+                ait = cast(AsyncIterator[Any], getmany(timeout=1.0))
+
+                # Sleeping because sometimes getmany is called in a loop
+                # never releasing to the event loop
+                await self.sleep(0)
+                if not self.should_stop:
+                    async for tp, message in ait:
+                        num_since_yield += 1
+                        if num_since_yield > yield_every:
+                            await sleep(0)
+                            num_since_yield = 0
+
+                        offset = message.offset
+                        r_offset = get_read_offset(tp)
+                        if r_offset is None or offset >= r_offset:
+                            gap = offset - (r_offset or 0)
+                            # We have a gap in income messages
+                            if gap > 1 and r_offset:
+                                acks_enabled = acks_enabled_for(message.topic)
+                                if acks_enabled:
+                                    await self._add_gap(tp, r_offset + 1, offset)
+                            if commit_every is not None and self._n_acked >= commit_every:
+                                self._n_acked = 0
+                                await self.commit()
+                            # cxstream: deliver in place; only a delivery that must wait races
+                            # the flow suspension, as faust's own line does for every message
+                            if suspended():
+                                await self.wait_first(callback(message), self.suspend_flow.wait())
+                            else:
+                                rest = step(cast(Coroutine[Any, Any, Any], callback(message)))
+                                if rest is not None:
+                                    await self.wait_first(rest, self.suspend_flow.wait())
+                            set_read_offset(tp, offset)
+                        else:
+                            self.log.dev(
+                                "DROPPED MESSAGE ROFF %r: k=%r v=%r",
+                                offset,
+                                message.key,
+                                message.value,
+                            )
+                    unset_flag(flag_consumer_fetching)
+
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                # we're already stopping so ignore
+                self.log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                # we're already stopping so ignore
+                self.log.info("Consumer shutting down for user cancel.")
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+        finally:
+            unset_flag(flag_consumer_fetching)
+
+
+class QuietMonitor(Monitor):
+    """faust's ``Monitor`` sensor without its per-message and per-event bookkeeping.
+
+    faust calls these four for every message (timestamps, per-topic, per-stream and per-task
+    counters in dicts, a runtime deque); nothing of ours reads them (faust's web views are off,
+    cxstream exports its own Prometheus metrics). The rest of the monitor (end offsets,
+    commits, rebalances, table and producer counts) is faust's. Installed through faust's
+    documented ``Monitor`` app setting."""
+
+    def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
+        return None
+
+    def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> dict[str, Any] | None:
+        return None
+
+    def on_stream_event_out(
+        self, tp: Any, offset: int, stream: Any, event: Any, state: dict[str, Any] | None = None
+    ) -> None:
+        return None
+
+    def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
+        return None
+
+
+class Stream(faust.Stream[Any]):
+    """faust's stream; only :meth:`take_events` differs: batches taken from the channel's queue.
+
+    faust's ``take_events`` runs the stream's per-message iterator in a background task (the
+    "passive drainer"), which hands each event to a buffering processor that awaits a lock-step
+    event pair with the agent, and acks event by event. Here the agent takes a batch straight
+    from the channel queue the consumer fills (``get_nowait`` while there is one, a wait only
+    when it is empty) and acks the batch in one pass. What faust's iterator does for each
+    message is kept: an event of an older consumer generation, or taken while the flow is
+    suspended (a rebalance), is skipped and acked at once; a message of an acking topic is
+    tracked as unacked when taken; the batch is acked when the body returns, raises, or the
+    generator is closed (faust's ``finally``). Not kept: the four per-event sensor calls
+    (:class:`QuietMonitor` ignores them) and ``current_event`` (cxstream uses the batch).
+    Installed through faust's documented ``Stream`` app setting; pinned like the consumer.
+    """
+
+    async def take_events(self, max_: int, within: Seconds) -> AsyncGenerator[Sequence[Any], None]:
+        """Batches of at most ``max_`` events: yielded when full, or ``within`` seconds after
+        their first event, whichever comes first."""
+        await self.maybe_start()
+        self._finalized = True
+        queue = cast(Any, aiter(self.channel)).queue  # the iterator clone the conductor delivers to
+        secs = want_seconds(within)
+        app = self.app
+        consumer = app.consumer
+        add_unacked = consumer.unacked.add
+        acking_topics = app.topics.acking_topics
+        flow_active = app.flow_control.is_active
+        get_nowait, empty = queue.get_nowait, queue.empty
+        clock = asyncio.get_running_loop().time
+        events: list[Any] = []
+        while not self.should_stop:
+            deadline = 0.0  # set by the batch's first event
+            while len(events) < max_:
+                try:
+                    if not empty():
+                        event = get_nowait()  # raises what the channel was thrown (a decode error)
+                    else:
+                        # none yet: wait in steps of ``within``, to see a stop between them
+                        wait = deadline - clock() if events else secs
+                        if wait <= 0:
+                            break
+                        try:
+                            event = await asyncio.wait_for(queue.get(), wait)
+                        except TimeoutError:
+                            if events or self.should_stop:
+                                break
+                            continue
+                except StopAsyncIteration:
+                    # the stream stops (faust throws this into its channel): the end, as in
+                    # faust's iterator; events taken and not yet yielded stay unacked
+                    return
+                message = event.message
+                if not flow_active() or message.generation_id != app.consumer_generation_id:
+                    _ack((event,), consumer)  # faust's iterator skips these and acks them
+                    continue
+                if message.topic in acking_topics and not message.tracked:
+                    message.tracked = True
+                    add_unacked(message)
+                if not events:
+                    deadline = clock() + secs
+                events.append(event)
+            if events:
+                try:
+                    yield list(events)
+                finally:
+                    _ack(events, consumer)
+                    events.clear()
+
+
+def _ack(events: Sequence[Any], consumer: Any) -> None:
+    """``event.ack()`` for each of ``events`` (``Message.ack``, inlined under one lock)."""
+    with ack_lock:
+        for event in events:
+            message = event.message
+            if not message.acked and not message.decref(1):
+                message.on_final_ack(consumer)
+
+
+class Transport(faust_aiokafka.Transport):
+    """faust's aiokafka transport, making :class:`Consumer`."""
+
+    Consumer = Consumer
+
+
+def install(app: Any) -> None:
+    """Give ``app`` (a ``faust.App`` on a ``kafka://`` broker) the transport of this module.
+    Called by ``streams.app.build_app`` right after the app is made, before any topic."""
+    app.transport = Transport(app.conf.broker_consumer, app)

@@ -1,0 +1,80 @@
+"""What one run of the decide stage (a batch, a round of due timers, a release of waiting
+profiles) produced and changed: :class:`Result`, with the :class:`Commit` to persist once its
+records are acked (:meth:`streams.pipeline.decide_stage.DecideStage.commit`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from streams.engine.timers import DueTimer, TimerOps
+from streams.pipeline.records import OutRecord
+from streams.state import ProfileState
+
+
+@dataclass(slots=True)
+class Commit:
+    """What to persist once the batch's records are acked."""
+
+    states: dict[str, ProfileState | None] = field(default_factory=dict)
+    timers: dict[int, TimerOps] = field(default_factory=dict)
+    fired: dict[int, list[DueTimer]] = field(default_factory=dict)
+    marks: dict[int, dict[int, int]] = field(default_factory=dict)
+    #: claimed but not fired (the profile waits for a hand-off): claim given back
+    released: dict[int, list[DueTimer]] = field(default_factory=dict)
+    #: profiles that started waiting for a hand-off (partition -> pid -> since), and stopped
+    waits: dict[int, dict[str, int]] = field(default_factory=dict)
+    unwaits: dict[int, set[str]] = field(default_factory=dict)
+    #: known customers' last activity (partition -> pid -> ms), and profiles that stopped being
+    #: customers of a partition (merged away, erased): :mod:`streams.measure.activity`
+    active: dict[int, dict[str, int]] = field(default_factory=dict)
+    inactive: dict[int, set[str]] = field(default_factory=dict)
+
+    def seen(self, partition: int, pid: str, last_activity: int) -> None:
+        self.inactive.get(partition, set()).discard(pid)
+        self.active.setdefault(partition, {})[pid] = last_activity
+
+    def gone(self, partition: int, pid: str) -> None:
+        self.active.get(partition, {}).pop(pid, None)
+        self.inactive.setdefault(partition, set()).add(pid)
+
+    def wait(self, partition: int, pid: str, since: int) -> None:
+        self.unwaits.get(partition, set()).discard(pid)
+        self.waits.setdefault(partition, {})[pid] = since
+
+    def unwait(self, partition: int, pid: str) -> None:
+        self.waits.get(partition, {}).pop(pid, None)
+        self.unwaits.setdefault(partition, set()).add(pid)
+
+    def timer_ops(self, partition: int) -> TimerOps:
+        ops = self.timers.get(partition)
+        if ops is None:
+            ops = self.timers[partition] = TimerOps({}, set())
+        return ops
+
+
+@dataclass(slots=True)
+class Result:
+    records: list[OutRecord] = field(default_factory=list)
+    commit: Commit = field(default_factory=Commit)
+    #: (rule, origin wall ms) per activation, for the event-to-trigger latency metric
+    latencies: list[tuple[str, int]] = field(default_factory=list)
+
+    def absorb(self, other: Result) -> None:
+        """Append what ``other`` produced and changed (records and timer operations) after ours."""
+        self.records += other.records
+        self.latencies += other.latencies
+        for p, theirs in other.commit.timers.items():
+            self.commit.timer_ops(p).then(theirs.cancel, theirs.schedule)
+        self.commit.states.update(other.commit.states)
+        for p, w in other.commit.waits.items():
+            for pid, since in w.items():
+                self.commit.wait(p, pid, since)
+        for p, gone in other.commit.unwaits.items():
+            for pid in gone:
+                self.commit.unwait(p, pid)
+        for p, seen in other.commit.active.items():
+            for pid, ts in seen.items():
+                self.commit.seen(p, pid, ts)
+        for p, left in other.commit.inactive.items():
+            for pid in left:
+                self.commit.gone(p, pid)

@@ -1,0 +1,167 @@
+"""The decide stage's timer side: firing due timers and releasing profiles that waited too long
+for a merge hand-off. Called through :meth:`DecideStage.fire_due
+<streams.pipeline.decide_stage.DecideStage.fire_due>` and :meth:`DecideStage.release_waiting
+<streams.pipeline.decide_stage.DecideStage.release_waiting>` (the worker's timer tick), under
+the same lock as the batches, so no profile is touched by two coroutines at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from streams import metrics
+from streams.constants import TIMER_MAX_ATTEMPTS
+from streams.engine.runner import RuleFailure
+from streams.engine.timers import DueTimer
+from streams.exceptions import FatalError
+from streams.intake.errors import DeadLetter, ErrorCode
+from streams.model import SourceRef, dumps
+from streams.pipeline.decide_result import Result
+from streams.pipeline.records import OutRecord
+from streams.state import ProfileState
+
+if TYPE_CHECKING:
+    from streams.pipeline.decide_stage import DecideStage
+
+log = logging.getLogger("streams.pipeline.decide_stage")
+
+
+async def fire_due(stage: DecideStage, partitions: Iterable[int]) -> Result:
+    """Claim and run up to ``stage.timer_batch`` due timers of each of these partitions.
+
+    Each timer is isolated: one whose rule fails (or that the stage cannot apply) leaves
+    the profile as it was and stays claimed until its lease lapses, then is tried again;
+    after :data:`TIMER_MAX_ATTEMPTS` failures it is dead-lettered with its payload (and a
+    ``cx.decisions`` record with outcome ``error``). The other timers go on. Raises only
+    :class:`FatalError` (an outage): nothing is persisted then.
+    """
+    limit = stage.timer_batch
+    res = Result()
+    claimed: list[tuple[int, DueTimer]] = []
+    for p in partitions:
+        now = stage.clock_now(p)
+        if now is None:
+            continue
+        due = await stage.timers.claim(p, now, stage.wall(), limit)
+        for t in due:  # lateness in wall time since it became due, on either clock
+            late = now - t.due if stage.clock_mode == "wall" else stage.event_clock.lateness_ms(p, t.due)
+            metrics.TIMER_LATENESS.observe(max(0.0, late / 1000))
+        claimed += [(p, t) for t in due]
+    if not claimed:
+        return res
+    cache = await stage.states.load({t.profile_id for _, t in claimed})
+    for p, t in sorted(claimed, key=lambda x: (x[1].due, x[1].member)):
+        pid = t.profile_id
+        state = cache[pid]
+        if state.pending:
+            one = Result()
+            try:
+                waiting = stage.still_waiting(one, p, pid, state)
+            except FatalError:
+                raise
+            except Exception as exc:  # applying the held events failed: keep waiting, say why
+                log.error("profile %s could not release its held events (%s)", pid, type(exc).__name__)
+                waiting = True
+            if waiting:
+                # a hand-off is on its way: decide on the whole person, once it is here
+                res.commit.released.setdefault(p, []).append(t)
+                continue
+            res.absorb(one)
+            res.commit.states[pid] = state
+        if state.merged_into:
+            res.commit.fired.setdefault(p, []).append(t)
+            continue  # merged away: the survivor got this timer in the hand-off
+        if state.timers.get(t.timer_id.key) != t.due:
+            res.commit.fired.setdefault(p, []).append(t)
+            continue  # stale: rescheduled or cancelled since
+        _fire_one(stage, res, p, t, state)
+    metrics.flush()
+    return res
+
+
+async def release_waiting(stage: DecideStage, partitions: Iterable[int]) -> Result:
+    """Profiles that waited longer than the hand-off timeout go on without it, even when
+    nothing more arrives for them (their held events are applied now)."""
+    res = Result()
+    before = stage.wall() - stage.handoff_timeout_ms
+    for p in partitions:
+        pids = await stage.timers.waiting(p, before, stage.timer_batch)
+        if not pids:
+            continue
+        cache = await stage.states.load(pids)
+        for pid in pids:
+            state = cache[pid]
+            if not state.pending or state.merged_into:
+                res.commit.unwait(p, pid)  # no longer waits (the hand-off came, or merged away)
+                continue
+            one = Result()
+            snapshot = state.to_json()
+            try:
+                if stage.still_waiting(one, p, pid, state):
+                    continue
+            except FatalError:
+                raise
+            except Exception as exc:  # applying the held events failed: keep waiting, say why
+                log.error("profile %s could not release its held events (%s)", pid, type(exc).__name__)
+                state.restore(snapshot)
+                continue
+            res.absorb(one)
+            res.commit.states[pid] = state
+    metrics.flush()
+    return res
+
+
+def _fire_one(stage: DecideStage, res: Result, p: int, t: DueTimer, state: ProfileState) -> None:
+    tid = t.timer_id
+    pid, key = tid.profile_id, tid.key
+    before = state.to_json()
+    one = Result()
+    failure: RuleFailure | None = None
+    exc_name = ""
+    try:
+        eff = stage.engine.on_timer(pid, state, t.member, t.due, t.payload)
+        if eff.failures:
+            failure = eff.failures[0]
+            exc_name = failure.exception
+        else:
+            stage.emit_effects(one, p, eff, state)
+    except FatalError:
+        raise
+    except Exception as exc:  # ours, not the rule's: the profile stays as it was
+        exc_name = type(exc).__name__
+        log.error("timer %s could not be applied (%s)", t.member, exc_name)
+    res.commit.states[pid] = state
+    if not exc_name:
+        state.fails.pop(key, None)
+        metrics.TIMERS_FIRED.labels(tid.rule).inc()
+        res.commit.fired.setdefault(p, []).append(t)
+        res.absorb(one)
+        return
+    state.restore(before)
+    attempts = state.fails.get(key, 0) + 1
+    if attempts < TIMER_MAX_ATTEMPTS:
+        state.fails[key] = attempts  # still claimed: tried again when the lease lapses
+        return
+    # Given up: the timer leaves the store, its payload goes to the dead-letter topic.
+    state.fails.pop(key, None)
+    state.timers.pop(key, None)
+    state.timer_payloads.pop(key, None)
+    res.commit.fired.setdefault(p, []).append(t)
+    metrics.DEADLETTERED.labels(ErrorCode.PROCESSING_ERROR.value).inc()
+    log.error("timer %s failed %d times (%s); dead-lettered with its payload", t.member, attempts, exc_name)
+    value = dumps({"profileId": pid, "rule": tid.rule, "timer": t.member, "due": t.due, "payload": t.payload})
+    dl = DeadLetter(
+        ErrorCode.PROCESSING_ERROR,
+        f"timer failed {attempts} times",
+        pid.encode(),
+        value,
+        SourceRef(stage.topics.profiled, p, -1),
+        stage="timer",
+        rule=tid.rule,
+        exception=exc_name,
+    )
+    res.records.append(OutRecord(stage.topics.deadletter, dl.key, dl.value, None, dl.headers()))
+    if failure is not None:
+        stage.emit_error_decision(res, failure, state)

@@ -1,0 +1,94 @@
+"""Typed repartition records: parsed once from the wire, wire keys unchanged. Pure logic."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from streams.model import Event, dumps
+from streams.pipeline import envelope
+from streams.pipeline.envelope import (
+    EnvelopeError,
+    EraseRecord,
+    EventRecord,
+    ExpectRecord,
+    HandOffRecord,
+    IdleRecord,
+    MergeRecord,
+    WatermarkRecord,
+)
+
+EV = {
+    "messageId": "m1",
+    "call": "track",
+    "ts": 5,
+    "channel": "web",
+    "identifiers": [["user_id", "u1"]],
+    "name": "X",
+}
+
+#: Records as versions before the typed records wrote them (still in flight during an upgrade).
+WIRE = [
+    (b'{"k":"ev","pid":"p1","ev":' + dumps(EV) + b',"rx":17}', EventRecord("p1", EV, 17)),
+    (b'{"k":"ev","pid":"p1","ev":' + dumps(EV) + b"}", EventRecord("p1", EV, 0)),
+    (b'{"k":"expect","pid":"p1","from":"p2","ts":9}', ExpectRecord("p1", "p2", 9)),
+    (b'{"k":"merge","pid":"p2","into":"p1","ts":9}', MergeRecord("p2", "p1", 9)),
+    (
+        b'{"k":"hand","pid":"p1","from":"p2","state":{"cool":{"r":1}},"ts":9}',
+        HandOffRecord("p1", "p2", {"cool": {"r": 1}}, 9),
+    ),
+    (b'{"k":"wm","src":3,"wm":1000}', WatermarkRecord(3, 1000)),
+    (b'{"k":"idle","src":3}', IdleRecord(3)),
+    (b'{"k":"erase","pid":"p1"}', EraseRecord("p1")),
+]
+
+
+@pytest.mark.parametrize(("raw", "want"), WIRE)
+def test_every_kind_is_read_from_its_wire_form(raw: bytes, want: envelope.Envelope) -> None:
+    got = envelope.parse(raw)
+    assert got == want and got.kind == orjson.loads(raw)["k"]
+
+
+def test_the_builders_write_what_parse_reads_and_the_wire_keys_are_unchanged() -> None:
+    event = Event.from_dict(EV)
+    built = [
+        envelope.event_record("p1", event, 17),
+        envelope.event_record_raw("p1", dumps(event.to_dict()), 17),
+        envelope.expect_record("p1", "p2", 9),
+        envelope.merge_record("p2", "p1", 9),
+        envelope.handoff_record("p1", "p2", {"off": 1}, 9),
+        envelope.watermark_record(3, 1000),
+        envelope.idle_record(3),
+        envelope.erase_record("p1"),
+    ]
+    for raw in built:
+        rec = envelope.parse(raw)
+        if not isinstance(rec, WatermarkRecord | IdleRecord):
+            assert rec.to_wire() == orjson.loads(raw)  # same keys, same values
+
+
+def test_forwarding_readdresses_a_record_to_the_survivor() -> None:
+    fwd = envelope.readdressed(EventRecord("p2", EV, 17), "p1")
+    assert orjson.loads(fwd) == {"k": "ev", "pid": "p1", "ev": EV, "rx": 17}
+    assert orjson.loads(envelope.readdressed(EraseRecord("p2"), "p1")) == {"k": "erase", "pid": "p1"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [
+        (b"not json", "not JSON"),
+        (b"[1, 2]", "no kind"),
+        (b'{"pid":"p1"}', "no kind"),
+        (b'{"k":"nope","pid":"p1"}', "unknown repartition record kind 'nope'"),
+        (b'{"k":"ev","ev":{}}', "'ev' record: 'pid' must be a non-empty string"),
+        (b'{"k":"ev","pid":"p1","ev":[1]}', "without an event object"),
+        (b'{"k":"merge","pid":"p2","ts":9}', "'merge' record: 'into'"),
+        (b'{"k":"merge","pid":"p2","into":"p1"}', "'ts' must be a number"),
+        (b'{"k":"hand","pid":"p1","from":"p2","state":"x"}', "without a state object"),
+        (b'{"k":"wm","src":"3","wm":1}', "'src' must be a number"),
+        (b'{"k":"expect","pid":"p1"}', "'from'"),
+    ],
+)
+def test_a_bad_record_raises_a_clear_error(raw: bytes, says: str) -> None:
+    with pytest.raises(EnvelopeError, match=says.replace("(", r"\(")):
+        envelope.parse(raw)

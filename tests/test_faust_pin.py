@@ -1,0 +1,212 @@
+"""streams.fastpath replaces one faust method: it must be the faust it was copied from.
+
+Fails on a faust-streaming upgrade (or a patched install) until ``streams/fastpath.py`` has
+been compared with the new ``Consumer._drain_messages`` and the version and hash added to
+``TESTED_FAUST``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+from typing import Any
+
+import faust
+import pytest
+from faust.transport.consumer import Consumer as FaustConsumer
+
+from streams import fastpath
+
+
+def test_installed_faust_is_a_tested_version() -> None:
+    assert faust.__version__ in fastpath.TESTED_FAUST, (
+        f"faust-streaming {faust.__version__} is not one streams/fastpath.py was tested on "
+        f"({', '.join(fastpath.TESTED_FAUST)}): compare Consumer._drain_messages with the copy there"
+    )
+
+
+def test_replaced_method_is_unchanged() -> None:
+    source = inspect.getsource(FaustConsumer._drain_messages)
+    digest = hashlib.sha256(source.encode()).hexdigest()
+    assert digest == fastpath.TESTED_FAUST.get(faust.__version__), (
+        "faust's Consumer._drain_messages differs from the one streams/fastpath.py replaces: "
+        "port the change there, then record the new hash in TESTED_FAUST"
+    )
+
+
+def test_our_consumer_is_the_one_the_app_makes() -> None:
+    from streams.app import build_app
+    from streams.runtime import Stores
+    from streams.settings import load_settings
+
+    app, _ = build_app(load_settings(kafka_bootstrap="localhost:1"), Stores.memory())
+    assert isinstance(app.transport, fastpath.Transport)
+    assert app.transport.Consumer is fastpath.Consumer
+    # the only method it replaces
+    ours = {k for k, v in vars(fastpath.Consumer).items() if callable(v) and not k.startswith("__")}
+    assert ours == {"_drain_messages"}
+    assert isinstance(app.monitor, fastpath.QuietMonitor)
+    assert app.conf.Stream is fastpath.Stream
+
+
+def test_the_quiet_monitor_replaces_hooks_faust_still_calls() -> None:
+    """QuietMonitor silences four per-message hooks of faust's Monitor: they must still be the
+    sensor hooks faust calls (else the override would do nothing, or break a new signature)."""
+    from faust.sensors import Monitor
+    from faust.sensors.base import Sensor
+
+    for name in ("on_message_in", "on_stream_event_in", "on_stream_event_out", "on_message_out"):
+        assert name in vars(Sensor) and name in vars(Monitor), name
+        theirs = inspect.signature(getattr(Monitor, name))
+        ours = inspect.signature(getattr(fastpath.QuietMonitor, name))
+        assert list(theirs.parameters) == list(ours.parameters), name
+
+
+def test_step_finishes_a_delivery_that_does_not_wait_in_place() -> None:
+    async def run() -> None:
+        seen: list[int] = []
+
+        async def deliver() -> None:
+            seen.append(1)
+
+        assert fastpath.step(deliver()) is None
+        assert seen == [1]
+
+    asyncio.run(run())
+
+
+def test_step_hands_on_a_delivery_that_waits() -> None:
+    async def run() -> None:
+        room = asyncio.Event()
+        seen: list[str] = []
+
+        async def deliver() -> str:
+            seen.append("started")
+            await room.wait()
+            seen.append("delivered")
+            return "ok"
+
+        rest = fastpath.step(deliver())
+        assert rest is not None and seen == ["started"]
+        task = asyncio.ensure_future(rest)
+        await asyncio.sleep(0)
+        assert not task.done()
+        room.set()
+        assert await task == "ok"
+        assert seen == ["started", "delivered"]
+
+    asyncio.run(run())
+
+
+def test_a_waiting_delivery_is_abandoned_like_fausts() -> None:
+    """wait_first cancels the delivery when the flow is suspended: the cancellation reaches it."""
+
+    async def run() -> None:
+        cleaned: list[str] = []
+
+        async def deliver() -> None:
+            try:
+                await asyncio.Event().wait()
+            finally:
+                cleaned.append("cancelled")
+
+        rest = fastpath.step(deliver())
+        assert rest is not None
+        task = asyncio.ensure_future(rest)
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert cleaned == ["cancelled"]
+
+    asyncio.run(run())
+
+
+def test_an_error_in_the_delivery_propagates() -> None:
+    async def run() -> None:
+        async def bad() -> None:
+            raise ValueError("x")
+
+        with pytest.raises(ValueError):
+            fastpath.step(bad())
+
+        async def bad_later() -> None:
+            await asyncio.sleep(0)
+            raise KeyError("y")
+
+        rest = fastpath.step(bad_later())
+        assert rest is not None
+        with pytest.raises(KeyError):
+            await rest
+
+    asyncio.run(run())
+
+
+def test_replaced_take_events_is_unchanged() -> None:
+    from faust.streams import Stream as FaustStream
+
+    source = inspect.getsource(FaustStream.take_events)
+    digest = hashlib.sha256(source.encode()).hexdigest()
+    assert digest == fastpath.TESTED_TAKE_EVENTS.get(faust.__version__), (
+        "faust's Stream.take_events differs from the one streams/fastpath.Stream replaces: "
+        "compare them, then record the new hash in TESTED_TAKE_EVENTS"
+    )
+    ours = {k for k, v in vars(fastpath.Stream).items() if callable(v) and not k.startswith("__")}
+    assert ours == {"take_events"}
+
+
+def _take(
+    values: list[int], max_: int, suspend_after: int | None = None
+) -> tuple[list[list[int]], list[Any]]:
+    """Send ``values`` into an in-memory channel of a cxstream app and take them in batches of
+    at most ``max_`` until none come within a wait; after ``suspend_after`` batches the flow is
+    suspended (a rebalance). Returns the batches' values and every event sent."""
+    from streams.app import build_app
+    from streams.runtime import Stores
+    from streams.settings import load_settings
+
+    async def run() -> tuple[list[list[int]], list[Any]]:
+        app, _ = build_app(load_settings(kafka_bootstrap="localhost:1"), Stores.memory())
+        from faust.events import Event
+        from faust.types import Message
+
+        stream = app.stream(aiter(app.channel()))  # an agent's stream iterates a channel iterator
+        assert isinstance(stream, fastpath.Stream)
+        app.flow_control.resume()  # as the consumer does once partitions are assigned
+        gen = app.consumer_generation_id
+        sent = [
+            Event(app, None, v, {}, Message("t", 0, v, 0.0, 0, {}, None, v, None, generation_id=gen))
+            for v in values
+        ]
+        for event in sent:
+            stream.channel.queue.put_nowait(event)
+        batches = stream.take_events(max_, 0.05)
+        out: list[list[int]] = []
+        while True:
+            try:
+                batch = await asyncio.wait_for(batches.__anext__(), 0.3)
+            except TimeoutError:
+                break
+            assert all(not e.message.acked for e in batch)  # acked only after the body
+            out.append([e.value for e in batch])
+            if len(out) == suspend_after:
+                app.flow_control.suspend()
+        await batches.aclose()
+        return out, sent
+
+    return asyncio.run(run())
+
+
+def test_take_events_takes_full_batches_then_what_came_within_the_wait() -> None:
+    out, events = _take(list(range(7)), 3)
+    assert out == [[0, 1, 2], [3, 4, 5], [6]]
+    assert all(e.message.acked for e in events)  # every batch acked once the body moved on
+
+
+def test_take_events_skips_and_acks_what_a_rebalance_suspended() -> None:
+    """faust's iterator drops the events taken while the flow is suspended and acks them: so
+    does ours; none of them reaches the body."""
+    out, events = _take(list(range(6)), 2, suspend_after=1)
+    assert out == [[0, 1]]
+    assert all(e.message.acked for e in events)
