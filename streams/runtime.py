@@ -26,6 +26,7 @@ from streams.identity.redis_store import RedisIdentityStore
 from streams.intake import Intake, IntakeConfig
 from streams.intake.dedupe import DedupeStore, MemoryDedupeStore, RedisDedupeStore
 from streams.measure.activity import (
+    CHANGED_REFRESH_SECONDS,
     REFRESH_SECONDS,
     ActivityStore,
     MemoryActivityStore,
@@ -143,6 +144,7 @@ class Runtime:
         self.known_partitions: set[int] = set()
         self._counted_at = 0.0  # monotonic time of the last customer count
         self._counted: set[int] = set()  # partitions whose customer gauges this worker reports
+        self._activity_changed = False  # a commit changed a last activity since the last count
 
     async def adopt(self, partitions: set[int]) -> None:
         """Partitions of the repartition topic newly assigned to us: restore their event clocks."""
@@ -153,6 +155,8 @@ class Runtime:
     async def run_decide(self, result: Result, produce: Produce) -> None:
         await produce(result.records)
         await self.decide.commit(result.commit)
+        if result.commit.active or result.commit.inactive:
+            self._activity_changed = True
         self.decide.observe_latency(result)
 
     async def fire_round(self, partitions: Iterable[int], produce: Produce) -> bool:
@@ -178,13 +182,15 @@ class Runtime:
         for p in self.known_partitions:
             pending += await self.stores.timers.pending(p)
         metrics.TIMERS_PENDING.set(pending)
-        if time.monotonic() - self._counted_at >= REFRESH_SECONDS:
+        since = time.monotonic() - self._counted_at
+        if since >= REFRESH_SECONDS or (self._activity_changed and since >= CHANGED_REFRESH_SECONDS):
             await self.count_customers()
 
     async def count_customers(self) -> None:
         """Refresh ``cxstream_customers`` for the partitions we own (and drop the series of those
         we no longer own: their new owner reports them)."""
         self._counted_at = time.monotonic()
+        self._activity_changed = False
         churn_ms = int(self.policy.measurement.churn_days * DAY_MS)
         for p in sorted(self._counted - self.known_partitions):
             for window in ("all", "30d", "90d", "churned"):

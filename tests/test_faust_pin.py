@@ -8,8 +8,10 @@ been compared with the new ``Consumer._drain_messages`` and the version and hash
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import inspect
+import warnings
 from typing import Any
 
 import faust
@@ -166,8 +168,10 @@ def _take(
     from streams.runtime import Stores
     from streams.settings import load_settings
 
-    async def run() -> tuple[list[list[int]], list[Any]]:
+    async def run(loops: list[asyncio.AbstractEventLoop]) -> tuple[list[list[int]], list[Any]]:
         app, _ = build_app(load_settings(kafka_bootstrap="localhost:1"), Stores.memory())
+        if app.loop is not asyncio.get_running_loop():
+            loops.append(app.loop)
         from faust.events import Event
         from faust.types import Message
 
@@ -195,7 +199,20 @@ def _take(
         await batches.aclose()
         return out, sent
 
-    return asyncio.run(run())
+    loops: list[asyncio.AbstractEventLoop] = []
+    try:
+        return asyncio.run(run(loops))
+    finally:
+        # The app is built but never started (nor stopped): its own event loop (not the one
+        # asyncio.run made) is closed here, not left to the garbage collector of a later test.
+        for loop in loops:
+            if not loop.is_closed():
+                loop.close()
+        # ... and what else it leaves (a socket of faust's own) is collected now, in this test,
+        # rather than by the garbage collector of whichever test comes next
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
 
 
 def test_take_events_takes_full_batches_then_what_came_within_the_wait() -> None:

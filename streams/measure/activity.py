@@ -6,7 +6,7 @@ the event time of its last activity (track, page or screen). The decide stage wr
 there only when the day of its last activity changes (at most once per customer per day, in the
 batch's commit), removes it when it is merged away or erased, and the worker refreshes the
 gauges from three ``ZCOUNT``\\ s and a ``ZCARD`` per owned partition every
-:data:`REFRESH_SECONDS` (``O(log n)`` each):
+:data:`REFRESH_SECONDS`, and within :data:`CHANGED_REFRESH_SECONDS` of a change (``O(log n)`` each):
 
 * ``cxstream_customers{window="all"}``: known customers with any activity;
 * ``{window="30d"}``, ``{window="90d"}``: active within the last 30 / 90 days of the clock
@@ -30,8 +30,10 @@ from dataclasses import dataclass
 from streams import redis_io
 from streams.constants import DAY_MS, Keys
 
-#: how often (wall seconds) a worker recounts its partitions' customers
+#: how often (wall seconds) a worker recounts its partitions' customers (the clock moves on) ...
 REFRESH_SECONDS = 5.0
+#: ... and how soon after a commit changed a last activity (at most once a second)
+CHANGED_REFRESH_SECONDS = 1.0
 WINDOWS_DAYS = (30, 90)
 
 
