@@ -127,7 +127,19 @@ def main() -> None:
         if not args.py_spy:
             return
         exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-        cmd = [exe, "record", "-f", "speedscope", "-o", args.py_spy, "-r", "200", "-p", str(procs[0].pid)]
+        cmd = [
+            exe,
+            "record",
+            "-f",
+            "speedscope",
+            "-o",
+            args.py_spy,
+            "-r",
+            "200",
+            "--gil",
+            "-p",
+            str(procs[0].pid),
+        ]
         spy.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
     with LocalStack() as stack, tempfile.TemporaryDirectory(prefix="bench-ratio-") as tmp:

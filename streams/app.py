@@ -114,9 +114,11 @@ def build_app(settings: Settings, stores: Stores | None = None) -> tuple[faust.A
         consumer_max_fetch_size=FETCH_BYTES_PER_PARTITION,
         Monitor=fastpath.QuietMonitor,  # faust's statistics sensor, without per-message work
         Stream=fastpath.Stream,  # take_events from the channel queue in batches (streams/fastpath.py)
+        Schema=fastpath.Schema,  # raw bytes in, raw bytes out, without the serializer registry
         datadir=f"/tmp/cxstream-{settings.app_id}",
     )
-    fastpath.install(app)  # faust's consumer without four tasks per message (streams/fastpath.py)
+    # faust's consumer without four tasks per message, and our fetch wait (streams/fastpath.py)
+    fastpath.install(app, int(settings.kafka_fetch_max_wait * 1000))
     raw = app.topic(settings.topic_raw, key_type=bytes, value_type=bytes, partitions=settings.partitions)
     profiled = app.topic(
         settings.topic_profiled, key_type=bytes, value_type=bytes, partitions=settings.partitions

@@ -162,12 +162,13 @@ class Runtime:
     async def fire_round(self, partitions: Iterable[int], produce: Produce) -> bool:
         """One round of due timers: produce and commit what it did, even when no timer fired (a
         failed attempt is counted in the profile's state, a held-up timer's claim given back).
-        Returns whether a timer fired, i.e. whether another round may find more."""
+        Returns whether another round may find more (:attr:`Result.more
+        <streams.pipeline.decide_result.Result.more>`): not after a round that took every due timer."""
         res = await self.decide.fire_due(sorted(partitions))
         c = res.commit
         if res.records or c.fired or c.states or c.released or c.timers:
             await self.run_decide(res, produce)
-        return bool(c.fired)
+        return res.more
 
     async def tick(self, produce: Produce) -> None:
         """Fire due timers of our partitions (wall clock, idle sources, restarts), and release

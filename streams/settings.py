@@ -58,6 +58,14 @@ class Settings(BaseSettings):
         default=30.0, ge=1, le=1800, description="seconds; a dead worker's partitions move after this"
     )
     kafka_rebalance_timeout: float = Field(default=60.0, ge=1, le=1800)
+    kafka_fetch_max_wait: float = Field(
+        default=0.1,
+        ge=0.005,
+        le=30,
+        description="seconds a fetch may wait for records on the broker; Kafka answers as soon as "
+        "some arrive, so this only paces empty fetches, but a broker that answers at the end of the "
+        "wait (the embedded one) delays every record by up to this, at each of the two hops",
+    )
     kafka_max_request_size: int = Field(
         default=2 * 1024 * 1024,
         ge=64 * 1024,
@@ -105,7 +113,7 @@ class Settings(BaseSettings):
         description="seconds a SIGTERM may take (finish the batch in hand, commit, leave the group) "
         "before the worker exits non-zero without committing more",
     )
-    batch_size: int = Field(default=500, ge=1, le=100_000)
+    batch_size: int = Field(default=1000, ge=1, le=100_000)
     batch_within: float = Field(default=0.05, gt=0, le=60)
     timer_tick: float = Field(default=0.5, gt=0, le=60, description="seconds between timer scans")
     timer_batch: int = Field(

@@ -49,9 +49,10 @@ def test_our_consumer_is_the_one_the_app_makes() -> None:
     assert app.transport.Consumer is fastpath.Consumer
     # the only method it replaces
     ours = {k for k, v in vars(fastpath.Consumer).items() if callable(v) and not k.startswith("__")}
-    assert ours == {"_drain_messages"}
+    assert ours == {"_drain_messages", "_new_consumer_thread"}
     assert isinstance(app.monitor, fastpath.QuietMonitor)
     assert app.conf.Stream is fastpath.Stream
+    assert app.conf.Schema is fastpath.Schema
 
 
 def test_the_quiet_monitor_replaces_hooks_faust_still_calls() -> None:
@@ -236,3 +237,83 @@ def test_take_events_skips_and_acks_what_a_rebalance_suspended() -> None:
     out, acked = _take(list(range(6)), 2, suspend_after=1)
     assert out == [[0, 1]]
     assert acked
+
+
+def test_the_consumer_waits_for_records_as_long_as_the_setting_says() -> None:
+    """faust hard-codes a 1,500 ms fetch wait; the worker's aiokafka consumer gets
+    ``CXSTREAM_KAFKA_FETCH_MAX_WAIT`` instead, and aiokafka's fetcher is made from that value.
+    Fails when faust or aiokafka change what ``streams.fastpath.ConsumerThread`` relies on."""
+    from aiokafka import AIOKafkaConsumer
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    # what the override assumes: faust still fixes the wait, aiokafka reads it at start()
+    assert "fetch_max_wait_ms=1500" in inspect.getsource(AIOKafkaConsumerThread._create_worker_consumer)
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in inspect.getsource(AIOKafkaConsumer.start)
+    code = """
+import asyncio
+from streams.app import build_app
+from streams.runtime import Stores
+from streams.settings import load_settings
+from streams import fastpath
+
+async def main():
+    settings = load_settings(kafka_bootstrap="localhost:1", kafka_fetch_max_wait=0.25)
+    app, _ = build_app(settings, Stores.memory())
+    thread = app.consumer._thread
+    assert isinstance(thread, fastpath.ConsumerThread), type(thread)
+    consumer = thread._create_worker_consumer(app.transport)
+    print(consumer._fetch_max_wait_ms)
+
+asyncio.run(main())
+"""
+    # a fresh interpreter: the app, never started, would leave its event loop to this session
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["250"]
+
+
+def test_replaced_schema_compile_is_unchanged() -> None:
+    source = inspect.getsource(faust.Schema.compile)
+    digest = hashlib.sha256(source.encode()).hexdigest()
+    assert digest == fastpath.TESTED_SCHEMA_COMPILE.get(faust.__version__), (
+        "faust's Schema.compile differs from the one streams/fastpath.Schema replaces for raw "
+        "bytes: compare them, then record the new hash in TESTED_SCHEMA_COMPILE"
+    )
+    ours = {k for k, v in vars(fastpath.Schema).items() if callable(v) and not k.startswith("__")}
+    assert ours == {"compile"}
+
+
+def test_raw_bytes_decode_to_the_events_fausts_schema_makes() -> None:
+    """Keys and values (bytes, empty, None) and headers come out of our schema's decode as out of
+    faust's, for the topics the worker reads; a schema of another type is faust's own."""
+    code = """
+import asyncio
+import faust
+from faust.types import Message
+from streams.app import build_app
+from streams.runtime import Stores
+from streams.settings import load_settings
+from streams import fastpath
+
+async def main():
+    app, _ = build_app(load_settings(kafka_bootstrap="localhost:1"), Stores.memory())
+    ours = app.topic("t", key_type=bytes, value_type=bytes).schema
+    assert type(ours) is fastpath.Schema, type(ours)
+    theirs = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    fast, slow = ours.compile(app), theirs.compile(app)
+    assert fast.__code__ is not slow.__code__  # the fast path is taken
+    cases = [(b"k", b"{}", []), (None, b"v", [("h", b"1")]), (b"", b"", []), (b"k", None, [])]
+    for key, value, headers in cases:
+        m = Message("t", 0, 1, 0.0, 0, headers, key, value, None)
+        a, b = await fast(m), await slow(m)
+        assert (a.key, a.value, a.headers, a.message) == (b.key, b.value, b.headers, b.message), (a, b)
+    # not raw bytes: faust's compile
+    other = app.topic("u", key_type=str, value_type=bytes).schema
+    assert other.compile(app).__code__ is slow.__code__
+    print("same")
+
+asyncio.run(main())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["same"]

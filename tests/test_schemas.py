@@ -157,7 +157,7 @@ def test_intake_stage_records_match_their_schemas() -> None:
             valid("deadletter-headers", {k: v.decode() for k, v in r.headers or ()})
         else:
             pytest.fail(f"intake wrote to {r.topic}")
-    assert {"ev", "wm", "expect", "merge"} <= kinds
+    assert {"ev", "wms", "expect", "merge"} <= kinds
 
 
 def test_record_builders_for_every_identity_change_match() -> None:

@@ -1,10 +1,11 @@
 """Clocks: ``wall`` (the system clock) or ``event`` (a watermark, as in Flink).
 
 Event clock, per partition ``p`` of the repartition topic: intake sends, in-band after
-each batch, a marker ``(source partition s, highest event time seen on s)`` to every
-partition. ``p``'s clock is the minimum over all source partitions of the latest marker
-from each, so it only passes time ``T`` once every source has passed ``T``, and every
-event up to ``T`` that is produced in time order has been seen.
+each batch, a marker ``(source partition s, highest event time seen on s)`` for each source
+the batch read to every partition (one ``wms`` record per partition carries them all).
+``p``'s clock is the minimum over all source partitions of the latest marker from each, so
+it only passes time ``T`` once every source has passed ``T``, and every event up to ``T``
+that is produced in time order has been seen.
 
 A source stops holding the clock back only on evidence that it has nothing more to
 deliver, never because nobody reported on it lately. The worker that owns source ``s``
@@ -37,7 +38,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 
@@ -100,13 +101,21 @@ class EventClock:
 
     def observe(self, partition: int, source: int, wm: int) -> bool:
         """A marker arrived on ``partition``. Returns whether it advanced the source's mark."""
+        return self.observe_all(partition, ((source, wm),))
+
+    def observe_all(self, partition: int, marks: Iterable[tuple[int, int]]) -> bool:
+        """Markers of several sources arrived on ``partition`` (one ``wms`` record). Returns
+        whether any advanced its source's mark."""
         pm = self.parts.setdefault(partition, PartitionMarks())
-        if wm > pm.marks.get(source, _NEVER):
-            pm.marks[source] = wm
-            pm.advanced[source] = self.wall()
+        moved = False
+        for source, wm in marks:
+            if wm > pm.marks.get(source, _NEVER):
+                pm.marks[source] = wm
+                pm.advanced[source] = self.wall()
+                moved = True
+        if moved:
             self.now(partition)  # note when the clock moved, for timer lateness
-            return True
-        return False
+        return moved
 
     def report_idle(self, partition: int, source: int) -> None:
         """An idle marker arrived on ``partition``: ``source``'s owner has read it to its end."""

@@ -58,6 +58,9 @@ class Result:
     commit: Commit = field(default_factory=Commit)
     #: (rule, origin wall ms) per activation, for the event-to-trigger latency metric
     latencies: list[tuple[str, int]] = field(default_factory=list)
+    #: set by a round of due timers that fired some and may have left more due (a partition gave
+    #: as many as were asked for, or a timer that fired set one due already)
+    more: bool = False
 
     def absorb(self, other: Result) -> None:
         """Append what ``other`` produced and changed (records and timer operations) after ours."""

@@ -234,7 +234,7 @@ class DecideStage:
                 assert_never(env)
 
     def _on_watermark(self, res: Result, partition: int, rec: WatermarkRecord) -> None:
-        if self.event_clock.observe(partition, rec.source, rec.watermark_ms):
+        if self.event_clock.observe_all(partition, rec.marks):
             res.commit.marks[partition] = self.event_clock.marks(partition)
 
     def _on_idle(self, partition: int, rec: IdleRecord) -> None:

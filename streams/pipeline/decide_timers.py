@@ -40,11 +40,15 @@ async def fire_due(stage: DecideStage, partitions: Iterable[int]) -> Result:
     limit = stage.timer_batch
     res = Result()
     claimed: list[tuple[int, DueTimer]] = []
+    clocks: dict[int, int] = {}
+    full = False
     for p in partitions:
         now = stage.clock_now(p)
         if now is None:
             continue
+        clocks[p] = now
         due = await stage.timers.claim(p, now, stage.wall(), limit)
+        full = full or len(due) >= limit
         for t in due:  # lateness in wall time since it became due, on either clock
             late = now - t.due if stage.clock_mode == "wall" else stage.event_clock.lateness_ms(p, t.due)
             metrics.TIMER_LATENESS.observe(max(0.0, late / 1000))
@@ -77,6 +81,18 @@ async def fire_due(stage: DecideStage, partitions: Iterable[int]) -> Result:
             res.commit.fired.setdefault(p, []).append(t)
             continue  # stale: rescheduled or cancelled since
         _fire_one(stage, res, p, t, state)
+    # Another round only after progress (a round of held-up timers alone would claim them again
+    # at once), and only if a partition gave as many as asked for, or a timer that fired set
+    # another that is due already.
+    res.more = bool(res.commit.fired) and (
+        full
+        or any(
+            due <= clocks[p]
+            for p, ops in res.commit.timers.items()
+            if p in clocks
+            for due, _ in ops.schedule.values()
+        )
+    )
     metrics.flush()
     return res
 

@@ -14,7 +14,11 @@ one of the typed records below, once, and raises :class:`EnvelopeError` on anyth
                                events and timers until then
 ``merge``  :class:`MergeRecord`  profile ``pid`` was absorbed into ``into``: hand its state over
 ``hand``   :class:`HandOffRecord` the state of absorbed profile ``from``, for survivor ``pid``
-``wm``     :class:`WatermarkRecord` source partition ``src`` has seen event time up to ``wm``
+``wms``    :class:`WatermarkRecord` each source partition of ``marks`` (``[[src, wm], ...]``) has
+                               seen event time up to its ``wm``: one record per repartition
+                               partition and intake batch, for all the sources the batch read
+``wm``     :class:`WatermarkRecord` the same for one source partition ``src`` and its ``wm``
+                               (written by earlier versions; still read in a rolling upgrade)
 ``idle``   :class:`IdleRecord`  source partition ``src`` is read to its end by its owner (see
                                :mod:`streams.engine.clock`)
 ``erase``  :class:`EraseRecord`  profile ``pid`` is erased: drop its state and timers
@@ -111,11 +115,11 @@ class EraseRecord:
 
 @dataclass(frozen=True, slots=True)
 class WatermarkRecord:
-    """Source partition ``source`` has seen event time up to ``watermark_ms``."""
+    """Each source partition of ``marks`` (``(source, watermark ms)`` pairs) has seen event
+    time up to its watermark."""
 
-    source: int
-    watermark_ms: int
-    kind: Literal["wm"] = "wm"
+    marks: tuple[tuple[int, int], ...]
+    kind: Literal["wms"] = "wms"
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,8 +153,10 @@ def from_wire(d: Any) -> Envelope:
         raise EnvelopeError("not a repartition envelope (no kind 'k')")
     kind = d["k"]
     try:
-        if kind == "wm":
-            return WatermarkRecord(_int(d, "src"), _int(d, "wm"))
+        if kind == "wms":
+            return WatermarkRecord(_marks(d))
+        if kind == "wm":  # one source: written by earlier versions
+            return WatermarkRecord(((_int(d, "src"), _int(d, "wm")),))
         if kind == "idle":
             return IdleRecord(_int(d, "src"))
         pid = _str(d, "pid")
@@ -173,6 +179,21 @@ def from_wire(d: Any) -> Envelope:
     except EnvelopeError as exc:
         raise EnvelopeError(f"{kind!r} record: {exc}") from None
     raise EnvelopeError(f"unknown repartition record kind {kind!r}")
+
+
+def _marks(d: JSONDict) -> tuple[tuple[int, int], ...]:
+    marks = d.get("marks")
+    if not isinstance(marks, list) or not marks:
+        raise EnvelopeError("'marks' must be a non-empty list of [source, watermark] pairs")
+    out: list[tuple[int, int]] = []
+    for m in marks:
+        if not isinstance(m, list) or len(m) != 2:
+            raise EnvelopeError("'marks' must be a non-empty list of [source, watermark] pairs")
+        src, wm = _int({"src": m[0]}, "src"), _int({"wm": m[1]}, "wm")
+        if src < 0:
+            raise EnvelopeError("'src' must be a partition number, 0 or more")
+        out.append((src, wm))
+    return tuple(out)
 
 
 def _str(d: JSONDict, key: str) -> str:
@@ -226,8 +247,9 @@ def handoff_record(survivor: str, absorbed: str, state: JSONDict, ts: int) -> by
     return dumps({"k": "hand", "pid": survivor, "from": absorbed, "state": state, "ts": ts})
 
 
-def watermark_record(source: int, wm: int) -> bytes:
-    return dumps({"k": "wm", "src": source, "wm": wm})
+def watermark_record(marks: dict[int, int]) -> bytes:
+    """The ``wms`` record of these source partitions' watermarks (source -> event ms)."""
+    return dumps({"k": "wms", "marks": [[src, wm] for src, wm in sorted(marks.items())]})
 
 
 def idle_record(source: int) -> bytes:

@@ -218,10 +218,13 @@ class IntakeStage:
         # Watermark markers go after the batch's events: on every partition, a marker only
         # follows the events it vouches for. Sent for every source partition the batch read,
         # even without an advance, so a batch that is processed again (a failed produce)
-        # sends its markers again.
-        for src, ts in sorted(seen.items()):
-            wm = self.marks[src] = max(self.marks.get(src, ts), ts)
-            value = envelope.watermark_record(src, wm)
+        # sends its markers again. One record per partition carries every source's mark (one
+        # per source and partition was 64 records a batch with 8 and 8, issue 13).
+        if seen:
+            marks: dict[int, int] = {}
+            for src, ts in seen.items():
+                marks[src] = self.marks[src] = max(self.marks.get(src, ts), ts)
+            value = envelope.watermark_record(marks)
             for part in range(self.partitions):
                 out.append(OutRecord(self.topics.profiled, None, value, part))
         metrics.flush()  # the batch's per-event counts, once per label set

@@ -212,12 +212,34 @@ with_config(_closed("The state of absorbed profile 'from', for survivor pid."))(
 
 
 @with_config(_CLOSED)
+class WatermarksRecord(TypedDict):
+    """Each source partition of ``marks`` has seen event time up to its watermark (ms): one record
+    per repartition partition and intake batch."""
+
+    k: Literal["wms"]
+    marks: Annotated[
+        list[tuple[Annotated[int, Field(ge=0)], int]],
+        Field(min_length=1, description="[source partition, watermark ms]"),
+    ]
+
+
+@with_config(_CLOSED)
 class WatermarkRecord(TypedDict):
-    """Source partition ``src`` has seen event time up to ``wm`` (ms)."""
+    """Source partition ``src`` has seen event time up to ``wm`` (ms). Written by earlier
+    versions (now ``wms``); still read during a rolling upgrade."""
 
     k: Literal["wm"]
     src: Annotated[int, Field(ge=0)]
     wm: int
+
+
+@with_config(_CLOSED)
+class IdleRecord(TypedDict):
+    """Source partition ``src`` is read to its end by its owner (the event clock may stop
+    waiting for it)."""
+
+    k: Literal["idle"]
+    src: Annotated[int, Field(ge=0)]
 
 
 @with_config(_CLOSED)
@@ -229,7 +251,14 @@ class EraseRecord(TypedDict):
 
 
 ProfiledRecord = Annotated[
-    EventRecord | ExpectRecord | MergeRecord | HandRecord | WatermarkRecord | EraseRecord,
+    EventRecord
+    | ExpectRecord
+    | MergeRecord
+    | HandRecord
+    | WatermarksRecord
+    | WatermarkRecord
+    | IdleRecord
+    | EraseRecord,
     Field(discriminator="k"),
 ]
 

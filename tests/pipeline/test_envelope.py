@@ -37,7 +37,8 @@ WIRE = [
         b'{"k":"hand","pid":"p1","from":"p2","state":{"cool":{"r":1}},"ts":9}',
         HandOffRecord("p1", "p2", {"cool": {"r": 1}}, 9),
     ),
-    (b'{"k":"wm","src":3,"wm":1000}', WatermarkRecord(3, 1000)),
+    (b'{"k":"wm","src":3,"wm":1000}', WatermarkRecord(((3, 1000),))),  # one source, as before
+    (b'{"k":"wms","marks":[[3,1000],[5,900]]}', WatermarkRecord(((3, 1000), (5, 900)))),
     (b'{"k":"idle","src":3}', IdleRecord(3)),
     (b'{"k":"erase","pid":"p1"}', EraseRecord("p1")),
 ]
@@ -46,7 +47,8 @@ WIRE = [
 @pytest.mark.parametrize(("raw", "want"), WIRE)
 def test_every_kind_is_read_from_its_wire_form(raw: bytes, want: envelope.Envelope) -> None:
     got = envelope.parse(raw)
-    assert got == want and got.kind == orjson.loads(raw)["k"]
+    kind = orjson.loads(raw)["k"]
+    assert got == want and got.kind == ("wms" if kind == "wm" else kind)
 
 
 def test_the_builders_write_what_parse_reads_and_the_wire_keys_are_unchanged() -> None:
@@ -57,10 +59,11 @@ def test_the_builders_write_what_parse_reads_and_the_wire_keys_are_unchanged() -
         envelope.expect_record("p1", "p2", 9),
         envelope.merge_record("p2", "p1", 9),
         envelope.handoff_record("p1", "p2", {"off": 1}, 9),
-        envelope.watermark_record(3, 1000),
+        envelope.watermark_record({5: 900, 3: 1000}),
         envelope.idle_record(3),
         envelope.erase_record("p1"),
     ]
+    assert orjson.loads(built[5]) == {"k": "wms", "marks": [[3, 1000], [5, 900]]}
     for raw in built:
         rec = envelope.parse(raw)
         if not isinstance(rec, WatermarkRecord | IdleRecord):
@@ -86,6 +89,10 @@ def test_forwarding_readdresses_a_record_to_the_survivor() -> None:
         (b'{"k":"merge","pid":"p2","into":"p1"}', "'ts' must be a number"),
         (b'{"k":"hand","pid":"p1","from":"p2","state":"x"}', "without a state object"),
         (b'{"k":"wm","src":"3","wm":1}', "'src' must be a number"),
+        (b'{"k":"wms","marks":[]}', "'marks' must be a non-empty list"),
+        (b'{"k":"wms","marks":[[1]]}', "'marks' must be a non-empty list"),
+        (b'{"k":"wms","marks":[[1, "x"]]}', "'wm' must be a number"),
+        (b'{"k":"wms","marks":[[-1, 5]]}', "'src' must be a partition number"),
         (b'{"k":"expect","pid":"p1"}', "'from'"),
     ],
 )
