@@ -255,10 +255,15 @@ class Stream(faust.Stream[Any]):
     from the channel queue the consumer fills (``get_nowait`` while there is one, a wait only
     when it is empty) and acks the batch in one pass. What faust's iterator does for each
     message is kept: an event of an older consumer generation, or taken while the flow is
-    suspended (a rebalance), is skipped and acked at once; a message of an acking topic is
-    tracked as unacked when taken; the batch is acked when the body returns, raises, or the
-    generator is closed (faust's ``finally``). Not kept: the four per-event sensor calls
-    (:class:`QuietMonitor` ignores them) and ``current_event`` (cxstream uses the batch).
+    suspended (a rebalance), is skipped; a message of an acking topic is tracked as unacked
+    when taken; the batch is acked when the body returns, raises, or the generator is closed
+    (faust's ``finally``). Not kept: the four per-event sensor calls (:class:`QuietMonitor`
+    ignores them), ``current_event`` (cxstream uses the batch), and the ack of a skipped
+    event. faust acks it, so the next commit may pass an event nothing processed (its
+    ``_new_offset`` does not look for a gap at the head when the committed offset is 0 or
+    unknown, e.g. after a revoke). Left unacked, it is delivered again after the new
+    assignment seeks back to the committed offsets, and processing it twice is a no-op
+    (dedupe at intake, applied offsets at decide).
     Installed through faust's documented ``Stream`` app setting; pinned like the consumer.
     """
 
@@ -300,8 +305,7 @@ class Stream(faust.Stream[Any]):
                     return
                 message = event.message
                 if not flow_active() or message.generation_id != app.consumer_generation_id:
-                    _ack((event,), consumer)  # faust's iterator skips these and acks them
-                    continue
+                    continue  # faust's iterator skips these (and acks them: we do not, see above)
                 if message.topic in acking_topics and not message.tracked:
                     message.tracked = True
                     add_unacked(message)
