@@ -189,7 +189,7 @@ def _marks(d: JSONDict) -> tuple[tuple[int, int], ...]:
     for m in marks:
         if not isinstance(m, list) or len(m) != 2:
             raise EnvelopeError("'marks' must be a non-empty list of [source, watermark] pairs")
-        src, wm = _int({"src": m[0]}, "src"), _int({"wm": m[1]}, "wm")
+        src, wm = _number(m[0], "src"), _number(m[1], "wm")
         if src < 0:
             raise EnvelopeError("'src' must be a partition number, 0 or more")
         out.append((src, wm))
@@ -204,9 +204,13 @@ def _str(d: JSONDict, key: str) -> str:
 
 
 def _int(d: JSONDict, key: str, default: int | None = None) -> int:
-    v = d.get(key, default)
+    return _number(d.get(key, default), key)
+
+
+def _number(v: Any, what: str) -> int:
+    """``v`` as an int, if it is a JSON number (not a bool); ``what`` names it in the error."""
     if isinstance(v, bool) or not isinstance(v, int | float):
-        raise EnvelopeError(f"{key!r} must be a number")
+        raise EnvelopeError(f"{what!r} must be a number")
     return int(v)
 
 
