@@ -42,9 +42,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from streams.frozen import fast_init
 from streams.model import Event, JSONDict
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class TriggerSpec:
     """A condition became true for this profile at event time ``time`` (ms)."""
@@ -56,6 +58,7 @@ class TriggerSpec:
     name: str | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class TimerSpec:
     """Fire :meth:`Rule.on_timer` at ``due`` (ms, on the configured clock).
@@ -68,6 +71,7 @@ class TimerSpec:
     payload: JSONDict = field(default_factory=dict)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Timer:
     """A due timer, as handed back to the rule."""
@@ -85,6 +89,7 @@ class Outcome:
     cancel_timers: list[str] = field(default_factory=list)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RuleContext:
     """What a rule may know about the profile besides its own state."""

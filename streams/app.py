@@ -42,6 +42,7 @@ from streams.exceptions import FatalError, fatal, where
 from streams.health import HEALTH
 from streams.kafka import client_options, send_all
 from streams.logs import bind_batch
+from streams.pipeline.envelope import kafka_partitioner
 from streams.pipeline.records import InRecord, OutRecord
 from streams.runtime import Runtime, Stores
 from streams.settings import Settings
@@ -100,6 +101,7 @@ def build_app(settings: Settings, stores: Stores | None = None) -> tuple[faust.A
         broker_commit_interval=1.0,
         producer_acks=-1,
         producer_max_request_size=settings.kafka_max_request_size,
+        producer_partitioner=kafka_partitioner,  # aiokafka's default, at a third of its cost
         broker_session_timeout=settings.kafka_session_timeout,
         broker_rebalance_timeout=settings.kafka_rebalance_timeout,
         broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout / 3),

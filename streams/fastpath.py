@@ -27,14 +27,16 @@ until they are checked against the new ones.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Generator, Sequence
+import functools
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Generator, Sequence
 from typing import Any, cast
 
 import faust
 from faust.sensors import Monitor
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types.tuples import ack_lock
+from faust.types.tuples import TP, ack_lock
 from mode import Seconds, Service, want_seconds
 
 #: faust-streaming versions whose ``Consumer._drain_messages`` this module replaces, and the
@@ -44,6 +46,9 @@ TESTED_FAUST = {"0.15.3": "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735
 TESTED_TAKE_EVENTS = {"0.15.3": "607d48aead118ba8ea868718a0df87de1c5fcecd10ec542c659b448796728e08"}
 #: the same for ``Schema.compile``, whose decoding of raw bytes :class:`Schema` replaces
 TESTED_SCHEMA_COMPILE = {"0.15.3": "d46eec5ce3195b2c6752cb860a10946cee66ddf6a955f2ea44ac1568c0ecb9ad"}
+#: the same for ``ConductorCompiler.build``, the per-partition delivery that
+#: ``Consumer._deliver_now`` does without waiting
+TESTED_CONDUCTOR_BUILD = {"0.15.3": "837cf521368c1ee4b22c235a2b137f665eca03d0e3e01b5ddedb65232ee73bf2"}
 
 
 class _Started:
@@ -94,6 +99,74 @@ class Consumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    def _deliver_now(self, message: Any) -> bool:
+        """Put ``message``'s event on the queue of the one channel that reads its partition, as
+        faust's delivery does (the conductor's handler for ``message.tp``, faust/transport/conductor.py
+        ``ConductorCompiler.build``, compiled to C in faust's wheel), when none of its waits
+        would wait. ``False``, having done nothing: take faust's path.
+
+        faust's path is five coroutines per message (the conductor's ``on_message`` under its
+        lock, the flow-control ``acquire``, the producer buffer's ``wait_until_ebb``, the
+        decode, the handler itself) and two lookups of the app's settings. Here: the same
+        checks, made without waiting; the same reference count, event and queue put, with the
+        same pressure callbacks (they pause and resume the partition's fetching). Only for a
+        channel of raw bytes (:class:`Schema`), whose decode is the event itself. Otherwise,
+        and whenever something would wait (a rebalance updating the conductor's index or
+        suspending the flow, a full producer buffer, a full queue), faust's own path runs.
+        """
+        app = self.app
+        conductor: Any = app.topics
+        tp = message.tp
+        channels = conductor._tp_index.get(tp)
+        if (
+            not channels
+            or len(channels) != 1
+            or conductor._tp_to_callback_lock.locked()
+            or not app.flow_control.is_active()
+        ):
+            return False
+        buffer: Any = app.producer.buffer
+        if buffer.queue is not None or buffer.pending.qsize() > buffer.max_messages:
+            return False  # a threaded producer's buffer, or one over its limit (wait_until_ebb)
+        for chan in channels:
+            queue = chan.queue
+            if chan.decode not in _RAW_DECODERS or queue.full():
+                return False
+            message.incref(1)
+            event = self._event_type(app, message.key, message.value, message.headers, message)
+            high, drop = self._pressure(tp)
+            queue.put_nowait_enhanced(event, on_pressure_high=high, on_pressure_drop=drop)
+        return True
+
+    @functools.cached_property
+    def _event_type(self) -> Any:
+        return self.app.conf.Event  # what app.create_event makes (it looks the setting up each time)
+
+    def _pressure(self, tp: Any) -> tuple[Callable[[], None], Callable[[], None]]:
+        """``tp``'s queue pressure callbacks, as the conductor's handler makes them: one pair per
+        partition (the queue keeps the drop callback in a set until the pressure drops)."""
+        try:
+            return self._pressure_callbacks[tp]
+        except KeyError:
+            pass
+        key, tp = tp, TP(tp.topic, tp.partition)  # faust's own type (a message may carry aiokafka's)
+        on_topic_buffer_full = self.app.sensors.on_topic_buffer_full
+        on_buffer_full, on_buffer_drop = self.on_buffer_full, self.on_buffer_drop
+
+        def high() -> None:
+            on_topic_buffer_full(tp)
+            on_buffer_full(tp)
+
+        def drop() -> None:
+            on_buffer_drop(tp)
+
+        pair = self._pressure_callbacks[key] = (high, drop)
+        return pair
+
+    @functools.cached_property
+    def _pressure_callbacks(self) -> dict[Any, tuple[Callable[[], None], Callable[[], None]]]:
+        return {}
+
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover (faust's loop)
         # faust.transport.consumer.Consumer._drain_messages (faust-streaming 0.15.3), with
         # the one change marked "cxstream".
@@ -110,6 +183,7 @@ class Consumer(faust_aiokafka.Consumer):
         commit_every = self._commit_every
         acks_enabled_for = self.app.topics.acks_enabled_for
         suspended = self.suspend_flow.is_set  # cxstream
+        deliver_now = self._deliver_now  # cxstream
 
         yield_every = 100
         num_since_yield = 0
@@ -142,11 +216,12 @@ class Consumer(faust_aiokafka.Consumer):
                             if commit_every is not None and self._n_acked >= commit_every:
                                 self._n_acked = 0
                                 await self.commit()
-                            # cxstream: deliver in place; only a delivery that must wait races
-                            # the flow suspension, as faust's own line does for every message
+                            # cxstream: straight onto the channel's queue when nothing has to
+                            # wait; else deliver in place, and only a delivery that must wait
+                            # races the flow suspension, as faust's own line does for every message
                             if suspended():
                                 await self.wait_first(callback(message), self.suspend_flow.wait())
-                            else:
+                            elif not deliver_now(message):
                                 rest = step(cast(Coroutine[Any, Any, Any], callback(message)))
                                 if rest is not None:
                                     await self.wait_first(rest, self.suspend_flow.wait())
@@ -219,7 +294,12 @@ class Schema(faust.Schema[Any, Any]):
         async def decode(message: Any, *, propagate: bool = False) -> Any:
             return create_event(message.key, message.value, message.headers, message)
 
+        _RAW_DECODERS.add(decode)  # Consumer._deliver_now makes its events itself
         return decode
+
+
+#: the decoders :meth:`Schema.compile` made for raw bytes
+_RAW_DECODERS: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
 
 
 class QuietMonitor(Monitor):

@@ -12,11 +12,14 @@ from typing import Any, Literal
 
 import orjson
 
+from streams.frozen import fast_init
+
 JSONDict = dict[str, Any]
 CallType = Literal["identify", "track", "page", "screen", "group", "alias"]
 CALL_TYPES: tuple[CallType, ...] = ("identify", "track", "page", "screen", "group", "alias")
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Identifier:
     """One identifier of a person: ``type`` such as ``email``, normalized ``value``."""
@@ -35,6 +38,7 @@ class Identifier:
         return cls(type_, value)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ConsentSignal:
     """A customer's statement about one purpose, at event time ``ts`` (ms)."""
@@ -45,6 +49,7 @@ class ConsentSignal:
     source: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SourceRef:
     """Where a message was read: for dead letters, audit and redelivery-aware dedupe."""
@@ -57,6 +62,7 @@ class SourceRef:
         return f"{self.topic}/{self.partition}/{self.offset}"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Event:
     """A validated, normalized customer event: what every stage after intake sees."""

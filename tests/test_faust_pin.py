@@ -57,10 +57,18 @@ def test_our_consumer_is_the_one_the_app_makes() -> None:
     assert isinstance(app.transport, fastpath.Transport)
     assert app.transport.Consumer is fastpath.Consumer
     # the only method it replaces
-    assert _replaced(fastpath.Consumer) == {"_drain_messages", "_new_consumer_thread"}
+    assert _replaced(fastpath.Consumer) == {
+        "_drain_messages",
+        "_new_consumer_thread",
+        "_deliver_now",
+        "_pressure",
+    }
     assert isinstance(app.monitor, fastpath.QuietMonitor)
     assert app.conf.Stream is fastpath.Stream
     assert app.conf.Schema is fastpath.Schema
+    from streams.pipeline.envelope import kafka_partitioner
+
+    assert app.producer.partitioner is kafka_partitioner  # what faust hands aiokafka's producer
 
 
 def test_the_quiet_monitor_replaces_hooks_faust_still_calls() -> None:
@@ -276,6 +284,95 @@ asyncio.run(main())
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["250"]
+
+
+def test_the_direct_delivery_copies_the_conductors_handler() -> None:
+    from faust.transport.conductor import ConductorCompiler
+
+    _assert_unchanged(
+        ConductorCompiler.build, "TESTED_CONDUCTOR_BUILD", "streams.fastpath.Consumer._deliver_now"
+    )
+
+
+def test_the_direct_delivery_queues_what_fausts_handler_queues_and_steps_aside_when_it_would_wait() -> None:
+    """Consumer._deliver_now puts the same event (key, value, headers, message, reference count)
+    on the channel's queue as faust's handler for the partition; whenever faust's handler could
+    wait (the flow suspended, the conductor's index being updated, a full queue) or would decode
+    (a channel not of raw bytes), or two channels read the partition, it does nothing and says so."""
+    code = """
+import asyncio
+from faust.types import TP, Message
+from streams.app import build_app
+from streams.runtime import Stores
+from streams.settings import load_settings
+
+async def main():
+    app, _ = build_app(load_settings(kafka_bootstrap="localhost:1"), Stores.memory())
+    tp = TP("t", 0)
+    topic = app.topic("t", key_type=bytes, value_type=bytes)
+    conductor, consumer = app.topics, app.consumer
+    conductor._tp_index[tp] = {topic}
+    app.flow_control.resume()
+    def message(offset, headers=()):
+        return Message("t", 0, offset, 1.5, 0, list(headers), b"k%d" % offset, b"v%d" % offset, None, tp=tp)
+    fausts = conductor._build_handler(tp, {topic})
+    a, b = message(1, [("h", b"1")]), message(1, [("h", b"1")])
+    await fausts(a)
+    assert consumer._deliver_now(b) is True
+    x, y = topic.queue.get_nowait(), topic.queue.get_nowait()
+    def seen(e):
+        return type(e), e.key, e.value, e.headers, e.message.refcount
+    assert seen(x) == seen(y)
+    assert x.message is a and y.message is b and x.app is y.app is app
+    print("same")
+
+    # the consumer's messages carry aiokafka's TopicPartition; under pressure the partition's
+    # fetching pauses and resumes by faust's TP, as with faust's handler
+    from aiokafka import TopicPartition
+    tp1 = TP("t", 1)
+    conductor._tp_index[tp1] = {topic}
+    consumer._set_active_tps({tp, tp1})
+    queue = topic.queue
+    while queue.qsize() < queue.pressure_high_size:
+        queue.put_nowait(None)
+    m = message(5)
+    m.tp = TopicPartition("t", 1)
+    assert consumer._deliver_now(m) is True
+    assert consumer._buffered_partitions == {tp1} and consumer._get_active_partitions() == {tp}
+    while not queue.empty():
+        queue.get_nowait()
+    assert consumer._buffered_partitions == set() and consumer._get_active_partitions() == {tp, tp1}
+    assert all(type(t) is TP for t in consumer._get_active_partitions())
+    print("pressure")
+
+    def aside(why):
+        m = message(9)
+        assert consumer._deliver_now(m) is False, why
+        assert topic.queue.empty() and m.refcount == 0, why
+    app.flow_control.suspend(); aside("suspended"); app.flow_control.resume()
+    async with conductor._tp_to_callback_lock:
+        aside("index updating")
+    for i in range(topic.queue.maxsize):
+        topic.queue.put_nowait(None)
+    aside_full = message(9)
+    assert consumer._deliver_now(aside_full) is False and aside_full.refcount == 0
+    topic.queue.clear()
+    other = app.topic("t", key_type=str, value_type=bytes)
+    conductor._tp_index[tp] = {other}
+    aside("decodes")
+    conductor._tp_index[tp] = {topic, app.topic("t", key_type=bytes, value_type=bytes, acks=False)}
+    aside("two channels")
+    conductor._tp_index.pop(tp)
+    aside("no channel")
+    print("aside")
+
+asyncio.run(main())
+"""
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["same", "pressure", "aside"]
 
 
 def test_replaced_schema_compile_is_unchanged() -> None:

@@ -33,6 +33,7 @@ from enum import StrEnum
 
 from streams.consent.consent import chosen, consent_at
 from streams.consent.policy import Policy
+from streams.frozen import fast_init
 from streams.model import JSONDict
 from streams.state import ProfileState
 
@@ -46,6 +47,7 @@ class Reason(StrEnum):
     FREQUENCY_CAP = "frequency_cap"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Allowed:
     channel: str
@@ -53,6 +55,7 @@ class Allowed:
     basis: JSONDict  # {purpose: {"basis": "consent"|"opt_out_regime", "source": ..., "at": ms}}
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Refused:
     channel: str
@@ -60,6 +63,7 @@ class Refused:
     detail: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Verdict:
     region: str

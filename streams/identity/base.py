@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal
 
 from streams.constants import BLOCKED_IDENTIFIER_VALUES
+from streams.frozen import fast_init
 from streams.model import Identifier, JSONDict
 
 if TYPE_CHECKING:
@@ -124,6 +125,7 @@ class IdentityRules:
         return self.ordered(ids) if ids else [Identifier(FALLBACK_TYPE, req.message_id)]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ResolveRequest:
     message_id: str
@@ -150,6 +152,7 @@ class Merge:
     ts: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Resolution:
     profile_id: str

@@ -32,6 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from streams.constants import ANONYMOUS_TYPES
+from streams.frozen import fast_init
 from streams.measure.config import DAY_MS
 from streams.metrics import EVENTS_IDENTIFIED, MILESTONES, RETURNS, count
 from streams.model import Event, JSONDict
@@ -42,6 +43,7 @@ ORDER_EVENT = "Order Completed"
 ACTIVITY_CALLS = frozenset({"track", "page", "screen"})
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Facts:
     known: bool

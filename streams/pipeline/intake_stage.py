@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from streams import metrics
 from streams.exceptions import FatalError
+from streams.frozen import fast_init
 from streams.identity.base import ERASURE_EVENT, IdentityStore, Resolution, ResolveRequest
 from streams.identity.pii import HASHED_TYPES, Pseudonymizer
 from streams.intake import DeadLetter, ErrorCode, Intake
@@ -53,6 +54,7 @@ class Failed:
     exc: Exception
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Pending:
     """A parsed event on its way through the stage, with its record and serialized form."""

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from streams.frozen import fast_init
 
+
+@fast_init
 @dataclass(frozen=True, slots=True)
 class InRecord:
     """A record read from Kafka (or a file, in ``simulate``)."""
@@ -17,6 +20,7 @@ class InRecord:
     timestamp: int | None = None  # Kafka record timestamp, ms
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class OutRecord:
     """A record to produce. ``partition`` None lets the producer's partitioner choose (by key)."""

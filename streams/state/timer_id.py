@@ -15,9 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from streams.frozen import fast_init
+
 SEP = "|"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class TimerId:
     """One timer of one profile's rule. Built where a timer is set, parsed where a stored form is read."""

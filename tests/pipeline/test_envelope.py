@@ -99,3 +99,34 @@ def test_forwarding_readdresses_a_record_to_the_survivor() -> None:
 def test_a_bad_record_raises_a_clear_error(raw: bytes, says: str) -> None:
     with pytest.raises(EnvelopeError, match=says.replace("(", r"\(")):
         envelope.parse(raw)
+
+
+def test_profiles_land_on_the_partition_kafkas_default_partitioner_picks() -> None:
+    """Our murmur2 gives aiokafka's (the Java client's) numbers for every key length and byte,
+    so a repartition record lands where a keyed record from any Kafka client would."""
+    import random
+
+    from aiokafka.partitioner import murmur2 as kafkas
+
+    rnd = random.Random(7)
+    keys = [bytes(rnd.randrange(256) for _ in range(n)) for n in range(0, 70) for _ in range(40)]
+    keys += [b"\xff" * 64, b"\x80\x00\x00\x01" * 5]
+    for key in keys:
+        assert envelope.murmur2(key) == kafkas(key), key
+    for pid in ("p_0", "p_3f2a9c0e5b7d41e8a6c2f1d0b9e8a7c6", "é" * 9):
+        for partitions in (1, 8, 12, 97):
+            assert envelope.partition_for(pid, partitions) == (kafkas(pid.encode()) & 0x7FFFFFFF) % partitions
+
+
+def test_the_producers_partitioner_is_aiokafkas_default() -> None:
+    from aiokafka.partitioner import DefaultPartitioner
+
+    theirs = DefaultPartitioner()
+    for n in (1, 3, 8, 12):
+        parts = list(range(n))
+        for i in range(500):
+            key = f"trigger-{i}-{'x' * (i % 7)}".encode()
+            assert envelope.kafka_partitioner(key, parts, parts) == theirs(key, parts, parts)
+        # no key: any available partition, else any partition
+        assert envelope.kafka_partitioner(None, parts, [parts[-1]]) == parts[-1]
+        assert envelope.kafka_partitioner(None, parts, []) in parts
