@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from redis.asyncio import RedisCluster
 
@@ -108,14 +109,7 @@ class RedisStateStore(StateStore):
         if not states:
             return
         if self._save is not None:  # one server: one script call for the batch
-            keys: list[str] = []
-            args: list[int | bytes] = []
-            for p, s in states.items():
-                keys.append(self.keys.state(p))
-                if s is None:
-                    args += [-1, b""]
-                else:
-                    args += [self.ttl(s) or 0, s.to_json()]
+            keys, args = self._save_args(states)
             script = self._save
             await redis_io.call("state.save", lambda: script(keys=keys, args=args))
             return
@@ -133,6 +127,27 @@ class RedisStateStore(StateStore):
             await pipe.execute()
 
         await redis_io.call("state.save", run)
+
+    async def queue_save(self, pipe: Any, states: Mapping[str, ProfileState | None]) -> None:
+        """What :meth:`save` sends on one server, queued on a pipeline of that server (the decide
+        stage's commit in one round trip)."""
+        if states:
+            if self._save is None:
+                raise TypeError("queue_save is for one server: a cluster saves key by key")
+            keys, args = self._save_args(states)
+            await self._save(keys=keys, args=args, client=pipe)
+
+    def _save_args(self, states: Mapping[str, ProfileState | None]) -> tuple[list[str], list[int | bytes]]:
+        """``_SAVE``'s keys and arguments: per state its TTL (0: none, -1: delete) and document."""
+        keys: list[str] = []
+        args: list[int | bytes] = []
+        for p, s in states.items():
+            keys.append(self.keys.state(p))
+            if s is None:
+                args += [-1, b""]
+            else:
+                args += [self.ttl(s) or 0, s.to_json()]
+        return keys, args
 
     def ttl(self, s: ProfileState) -> int | None:
         """Seconds the saved state may live, or ``None`` for no expiry: a tombstone (merged away)

@@ -24,6 +24,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import RedisCluster
 
 from streams import redis_io
 from streams.constants import TIMER_LEASE_MS, Keys
@@ -74,6 +77,10 @@ class TimerStore(ABC):
     @abstractmethod
     async def claim(self, partition: int, clock: int, wall: int, limit: int) -> list[DueTimer]:
         """Lease up to ``limit`` timers due at ``clock`` (earliest first)."""
+
+    async def claim_many(self, clocks: Mapping[int, int], wall: int, limit: int) -> dict[int, list[DueTimer]]:
+        """:meth:`claim` for each partition (partition -> its clock)."""
+        return {p: await self.claim(p, clock, wall, limit) for p, clock in sorted(clocks.items())}
 
     @abstractmethod
     async def done(self, partition: int, fired: Sequence[DueTimer]) -> None:
@@ -237,6 +244,7 @@ class RedisTimerStore(TimerStore):
         self._apply = client.register_script(_APPLY)
         self._claim = client.register_script(_CLAIM)
         self._done = client.register_script(_DONE)
+        self.cluster = isinstance(client, RedisCluster)
 
     def _script_keys(self, partition: int) -> list[str]:
         """``due``, ``data``, ``claims``: declared in KEYS, one hash tag, so one slot on a cluster."""
@@ -244,33 +252,75 @@ class RedisTimerStore(TimerStore):
         return [k.timer_due(partition), k.timer_data(partition), k.timer_claims(partition)]
 
     async def apply(self, partition: int, ops: TimerOps) -> None:
-        if not ops.schedule and not ops.cancel:
-            return
-        args: list[str | int | bytes] = [len(ops.cancel), *sorted(ops.cancel)]
-        for m, (t, payload) in sorted(ops.schedule.items()):
-            args += [m, t, dumps(payload) if payload else b""]
-        # One script call per partition and batch (not 2-3 commands per timer).
-        await redis_io.call("timers.apply", lambda: self._apply(keys=self._script_keys(partition), args=args))
+        args = _apply_args(ops)
+        if args:
+            # One script call per partition and batch (not 2-3 commands per timer).
+            keys = self._script_keys(partition)
+            await redis_io.call("timers.apply", lambda: self._apply(keys=keys, args=args))
 
     async def claim(self, partition: int, clock: int, wall: int, limit: int) -> list[DueTimer]:
         rows = await redis_io.call(
             "timers.claim",
             lambda: self._claim(keys=self._script_keys(partition), args=[clock, wall, TIMER_LEASE_MS, limit]),
         )
-        return [DueTimer(m.decode(), int(float(t)), loads(p)) for m, t, p in rows]
+        return _due_timers(rows)
+
+    async def claim_many(self, clocks: Mapping[int, int], wall: int, limit: int) -> dict[int, list[DueTimer]]:
+        """:meth:`claim` for several partitions (partition -> clock), in one round trip on one
+        server (a cluster: one call per partition, their keys are on different slots)."""
+        if self.cluster or len(clocks) < 2:
+            return await super().claim_many(clocks, wall, limit)
+        order = sorted(clocks)
+
+        async def run() -> list[object]:
+            pipe: Any = self.client.pipeline(transaction=False)
+            for p in order:
+                await self._claim(
+                    keys=self._script_keys(p), args=[clocks[p], wall, TIMER_LEASE_MS, limit], client=pipe
+                )
+            return list(await pipe.execute())
+
+        rows = await redis_io.call("timers.claim", run)
+        return {p: _due_timers(r) for p, r in zip(order, rows, strict=True)}
 
     async def done(self, partition: int, fired: Sequence[DueTimer]) -> None:
-        if not fired:
-            return
-        args: list[str | int] = []
-        for f in fired:
-            args += [f.member, str(f.due)]
-        await redis_io.call("timers.done", lambda: self._done(keys=self._script_keys(partition), args=args))
+        if fired:
+            args = _done_args(fired)
+            await redis_io.call(
+                "timers.done", lambda: self._done(keys=self._script_keys(partition), args=args)
+            )
 
     async def release(self, partition: int, timers: Sequence[DueTimer]) -> None:
         if timers:
             key = self.keys.timer_claims(partition)
             await redis_io.call("timers.release", lambda: self.client.zrem(key, *[t.member for t in timers]))
+
+    # What a batch's commit writes, queued on a pipeline of the same server (the decide stage
+    # sends its whole commit in one round trip: ``DecideStage.commit``). Each is what the
+    # method of the same name without ``queue_`` sends.
+    async def queue_apply(self, pipe: Any, partition: int, ops: TimerOps) -> None:
+        args = _apply_args(ops)
+        if args:
+            await self._apply(keys=self._script_keys(partition), args=args, client=pipe)
+
+    async def queue_done(self, pipe: Any, partition: int, fired: Sequence[DueTimer]) -> None:
+        if fired:
+            await self._done(keys=self._script_keys(partition), args=_done_args(fired), client=pipe)
+
+    def queue_release(self, pipe: Any, partition: int, timers: Sequence[DueTimer]) -> None:
+        if timers:
+            pipe.zrem(self.keys.timer_claims(partition), *[t.member for t in timers])
+
+    def queue_marks(self, pipe: Any, partition: int, marks: dict[int, int]) -> None:
+        if marks:
+            pipe.hset(self.keys.timer_marks(partition), mapping=marks)
+
+    def queue_waiting(self, pipe: Any, partition: int, add: dict[str, int], remove: set[str]) -> None:
+        key = self.keys.timer_waiting(partition)
+        if remove:
+            pipe.zrem(key, *sorted(remove))
+        if add:
+            pipe.zadd(key, add)
 
     async def pending(self, partition: int) -> int:
         n = await redis_io.call("timers.read", lambda: self.client.zcard(self.keys.timer_due(partition)))
@@ -297,14 +347,10 @@ class RedisTimerStore(TimerStore):
     async def set_waiting(self, partition: int, add: dict[str, int], remove: set[str]) -> None:
         if not add and not remove:
             return
-        key = self.keys.timer_waiting(partition)
 
         async def run() -> None:
             pipe = self.client.pipeline(transaction=False)
-            if remove:
-                pipe.zrem(key, *sorted(remove))
-            if add:
-                pipe.zadd(key, add)
+            self.queue_waiting(pipe, partition, add, remove)
             await pipe.execute()
 
         await redis_io.call("timers.wait", run)
@@ -315,3 +361,25 @@ class RedisTimerStore(TimerStore):
             "timers.read", lambda: self.client.zrangebyscore(key, "-inf", since_before, start=0, num=limit)
         )
         return [r.decode() if isinstance(r, bytes) else str(r) for r in rows]
+
+
+def _apply_args(ops: TimerOps) -> list[str | int | bytes]:
+    """``_APPLY``'s arguments for ``ops`` (none: nothing to do)."""
+    if not ops.schedule and not ops.cancel:
+        return []
+    args: list[str | int | bytes] = [len(ops.cancel), *sorted(ops.cancel)]
+    for m, (t, payload) in sorted(ops.schedule.items()):
+        args += [m, t, dumps(payload) if payload else b""]
+    return args
+
+
+def _done_args(fired: Sequence[DueTimer]) -> list[str | int]:
+    args: list[str | int] = []
+    for f in fired:
+        args += [f.member, str(f.due)]
+    return args
+
+
+def _due_timers(rows: Any) -> list[DueTimer]:
+    """``_CLAIM``'s reply: member, due and payload of each claimed timer."""
+    return [DueTimer(m.decode(), int(float(t)), loads(p)) for m, t, p in rows]

@@ -26,6 +26,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from streams import redis_io
 from streams.constants import DAY_MS, Keys
@@ -99,17 +100,22 @@ class RedisActivityStore(ActivityStore):
         dead = list(gone)
         if not seen and not dead:
             return
-        key = self._key(partition)
 
         async def run() -> None:
             pipe = self.client.pipeline(transaction=False)
-            if seen:
-                pipe.zadd(key, dict(seen), gt=True)
-            if dead:
-                pipe.zrem(key, *dead)
+            self.queue_apply(pipe, partition, seen, dead)
             await pipe.execute()
 
         await redis_io.call("activity.apply", run)
+
+    def queue_apply(self, pipe: Any, partition: int, seen: Mapping[str, int], gone: Iterable[str]) -> None:
+        """What :meth:`apply` sends, queued on a pipeline (the decide stage's commit in one round trip)."""
+        key = self._key(partition)
+        if seen:
+            pipe.zadd(key, dict(seen), gt=True)
+        dead = list(gone)
+        if dead:
+            pipe.zrem(key, *dead)
 
     async def customers(self, partition: int, now: int, churn_ms: int) -> Customers:
         key = self._key(partition)

@@ -42,7 +42,7 @@ from streams.intake.errors import DeadLetter, ErrorCode
 from streams.measure import kpi
 from streams.measure.activity import ActivityStore, MemoryActivityStore, changed_day
 from streams.model import Event, SourceRef, dumps, loads
-from streams.pipeline import decide_timers, envelope
+from streams.pipeline import decide_commit, decide_timers, envelope
 from streams.pipeline.decide_result import Commit, Result
 from streams.pipeline.envelope import (
     Envelope,
@@ -471,25 +471,9 @@ class DecideStage:
 
     # ------------------------------------------------------------------ persistence
     async def commit(self, commit: Commit) -> None:
-        """Persist, after the produce acks: timer changes, then state, then fired timers done.
-
-        Timer changes go first: they are idempotent, so a crash before the state is saved
-        (which makes the batch's records count as not applied) just recomputes them. The other
-        way round, a saved state would skip the records whose timer changes were lost.
-        """
-        for p, ops in commit.timers.items():
-            await self.timers.apply(p, ops)
-        await self.states.save(commit.states)
-        for p, marks in commit.marks.items():
-            await self.timers.save_marks(p, marks)
-        for p, fired in commit.fired.items():
-            await self.timers.done(p, fired)
-        for p, held in commit.released.items():
-            await self.timers.release(p, held)
-        for p in sorted(set(commit.waits) | set(commit.unwaits)):
-            await self.timers.set_waiting(p, commit.waits.get(p, {}), commit.unwaits.get(p, set()))
-        for p in sorted(set(commit.active) | set(commit.inactive)):
-            await self.activity.apply(p, commit.active.get(p, {}), commit.inactive.get(p, set()))
+        """Persist, after the produce acks: timer changes, then state, then fired timers done
+        (:func:`.decide_commit.commit`)."""
+        await decide_commit.commit(self, commit)
 
     def observe_latency(self, res: Result) -> None:
         now = time.time() * 1000
