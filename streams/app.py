@@ -114,11 +114,6 @@ def build_app(settings: Settings, stores: Stores | None = None) -> tuple[faust.A
         # previous batch is produced and committed (issue 13).
         stream_buffer_maxsize=max(STREAM_BUFFER_BATCHES * settings.batch_size, 4096),
         consumer_max_fetch_size=FETCH_BYTES_PER_PARTITION,
-        # what one getmany hands faust's delivery loop: within a queue's room above the mark
-        # where its partitions pause, so no delivery waits on a full queue while records of
-        # the other agent's topic queue behind it (unbounded, the first fetch of a raw backlog
-        # kept the decide agent idle for seconds)
-        broker_max_poll_records=settings.batch_size,
         Monitor=fastpath.QuietMonitor,  # faust's statistics sensor, without per-message work
         Stream=fastpath.Stream,  # take_events from the channel queue in batches (streams/fastpath.py)
         Schema=fastpath.Schema,  # raw bytes in, raw bytes out, without the serializer registry

@@ -71,23 +71,6 @@ def test_our_consumer_is_the_one_the_app_makes() -> None:
     assert app.producer.partitioner is kafka_partitioner  # what faust hands aiokafka's producer
 
 
-@pytest.mark.parametrize("batch_size", [1, 100, 500, 1000, 5000])
-def test_one_getmany_fits_in_a_stream_queue_above_its_pause_mark(batch_size: int) -> None:
-    """faust pauses a partition's fetching once its stream queue holds ``maxsize / 1.25``
-    events; one getmany (``broker_max_poll_records``) must fit in the room above that, or
-    faust's delivery loop waits on a full queue while the other agent's records wait behind."""
-    from mode.utils.queues import FlowControlQueue
-
-    from streams.app import build_app
-    from streams.runtime import Stores
-    from streams.settings import load_settings
-
-    app, _ = build_app(load_settings(kafka_bootstrap="localhost:1", batch_size=batch_size), Stores.memory())
-    maxsize = app.conf.stream_buffer_maxsize
-    pause_at = FlowControlQueue(maxsize=maxsize, flow_control=app.flow_control).pressure_high_size
-    assert 0 < app.conf.broker_max_poll_records <= maxsize - pause_at
-
-
 def test_the_quiet_monitor_replaces_hooks_faust_still_calls() -> None:
     """QuietMonitor silences four per-message hooks of faust's Monitor: they must still be the
     sensor hooks faust calls (else the override would do nothing, or break a new signature)."""
