@@ -3,9 +3,19 @@
 One retention trigger per quiet spell; new activity resets it (README, "Built-in rules").
 "Known" means the profile has an identifier besides anonymous ids and devices.
 
-State: the latest activity ``[ts, messageId]`` (and any seen ahead of the clock); the
-timer, due 45 days after the latest activity, walks them once the clock passes. The
-trigger key is the ``messageId`` of the activity that started the quiet spell.
+State: the active periods not yet reported, oldest first: activity less than 45 days apart
+is one period. ``acts`` holds each period's latest activity ``[ts, messageId]`` and
+``starts`` its earliest activity's time by that ``messageId`` (left out for a period of one).
+The timer, due 45 days after the first period's latest activity, walks them once the clock
+passes. The trigger key is the ``messageId`` of the activity that started the quiet spell.
+
+The start of a period is kept because activity arrives out of order: a store's POS upload
+or another channel's backlog lands after later activity was seen, and a merge joins two
+profiles' histories. A late event is measured against the start of the activity after it;
+measured against its latest activity, a late event 47 days before it would open a quiet
+spell the customer never had (and trigger a false "we miss you"). The starts live beside
+``acts`` rather than in it so that a worker of the version before (a rolling upgrade, a
+rollback) still reads the state: it only loses them, as it always did.
 """
 
 from __future__ import annotations
@@ -30,23 +40,21 @@ class Inactive45d(Rule):
     quiet_ms: ClassVar[int] = 45 * DAY_MS
 
     def on_event(self, state: JSONDict, event: Event, ctx: RuleContext) -> Outcome:
-        acts: list[list[Any]] = list(state.get("acts", []))
         fired = state.get("fired")
         if fired is not None and event.ts <= fired[0]:
             return Outcome(state)  # older than a spell already reported: changes nothing
-        acts.append([event.ts, event.message_id])
-        acts.sort()
-        acts = self._compact(acts)
-        return self._schedule({**state, "acts": acts})
+        periods = [*_periods(state), [event.ts, event.message_id, event.ts]]
+        rest = {k: v for k, v in state.items() if k not in ("acts", "starts")}
+        return self._schedule({**rest, **_stored(self._compact(periods))})
 
     def on_timer(self, state: JSONDict, timer: Timer, ctx: RuleContext) -> Outcome:
-        acts: list[list[Any]] = list(state.get("acts", []))
+        acts = _periods(state)
         known = bool(ctx.identifier_types - ANONYMOUS_TYPES)
         triggers = []
         fired = state.get("fired")
         while acts:
-            ts, key = acts[0]
-            nxt = acts[1][0] if len(acts) > 1 else None
+            ts, key = acts[0][0], acts[0][1]
+            nxt = acts[1][2] if len(acts) > 1 else None
             spell_end = ts + self.quiet_ms
             if spell_end > timer.due:
                 break
@@ -63,27 +71,28 @@ class Inactive45d(Rule):
                 )
             fired = [ts, key]
             acts.pop(0)
-        out = self._schedule({"acts": acts, **({"fired": fired} if fired else {})})
+        out = self._schedule({**_stored(acts), **({"fired": fired} if fired else {})})
         out.triggers = triggers
         return out
 
     def merge(self, survivor: JSONDict, absorbed: JSONDict) -> JSONDict:
-        acts = sorted({tuple(a) for a in survivor.get("acts", []) + absorbed.get("acts", [])})
         fired = max((f for f in (survivor.get("fired"), absorbed.get("fired")) if f), default=None)
-        out: JSONDict = {"acts": self._compact([list(a) for a in acts])}
+        periods = self._compact(_periods(survivor) + _periods(absorbed))
         if fired:
-            out["fired"] = fired
-            out["acts"] = [a for a in out["acts"] if a[0] > fired[0]]
-        return out
+            periods = [a for a in periods if a[0] > fired[0]]
+        return {**_stored(periods), **({"fired": fired} if fired else {})}
 
-    def _compact(self, acts: list[list[Any]]) -> list[list[Any]]:
-        """Drop activity that a later one within 45 days makes irrelevant (keeps the state small)."""
+    def _compact(self, periods: list[list[Any]]) -> list[list[Any]]:
+        """Periods ``[latest ts, its messageId, earliest ts]`` in any order -> the same joined,
+        oldest first: one that starts within 45 days of the end of the one before joins it."""
         out: list[list[Any]] = []
-        for a in acts:
-            if out and a[0] - out[-1][0] <= self.quiet_ms:
-                out[-1] = a
+        for end, key, start in sorted(periods, key=lambda a: (a[2], a[0], a[1])):
+            if out and start - out[-1][0] <= self.quiet_ms:
+                last = out[-1]
+                if (end, key) > (last[0], last[1]):
+                    last[0], last[1] = end, key
             else:
-                out.append(a)
+                out.append([end, key, start])
         return out
 
     def _schedule(self, state: JSONDict) -> Outcome:
@@ -91,3 +100,17 @@ class Inactive45d(Rule):
         if not acts:
             return Outcome(state, cancel_timers=["quiet"])
         return Outcome(state, set_timers=[TimerSpec("quiet", acts[0][0] + self.quiet_ms)])
+
+
+def _periods(state: JSONDict) -> list[list[Any]]:
+    """The stored periods as ``[latest ts, its messageId, earliest ts]``."""
+    starts = state.get("starts", {})
+    return [[a[0], a[1], min(starts.get(a[1], a[0]), a[0])] for a in state.get("acts", [])]
+
+
+def _stored(periods: list[list[Any]]) -> JSONDict:
+    out: JSONDict = {"acts": [[end, key] for end, key, _ in periods]}
+    starts = {key: start for end, key, start in periods if start != end}
+    if starts:
+        out["starts"] = starts
+    return out

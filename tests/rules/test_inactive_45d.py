@@ -1,7 +1,14 @@
+from itertools import pairwise
+from random import Random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from rules.inactive_45d import Inactive45d
 from streams.constants import DAY_MS
 from streams.model import Identifier
-from streams.testing import at, page, run_rule, track
+from streams.state import ProfileState
+from streams.testing import Deliver, absorb, at, page, run_rule, track
 
 T0 = at("2026-01-05T10:00:00Z")
 KNOWN = {"identifiers": [Identifier("email", "ann@example.com")]}
@@ -32,3 +39,65 @@ def test_identify_is_not_activity() -> None:
 
     run = run_rule(Inactive45d(), [event("identify", T0, **KNOWN)], until=T0 + 90 * DAY_MS)
     assert run.triggers == [] and run.timers == {}
+
+
+def test_a_late_event_is_measured_against_the_start_of_the_activity_it_precedes(
+    deliver_then_fire: Deliver,
+) -> None:
+    # The demo's Daniel: POS visits on days 0 and 18 reach the worker only after his app and web
+    # activity of days 35-65 (another channel's backlog went first). Day 18 to day 35 is 17
+    # quiet days, not 45: no trigger before the quiet spell after day 65.
+    days = (35, 37, 41, 65, 0, 18)
+    evs = [page(T0 + d * DAY_MS, **KNOWN) for d in days]
+    got = deliver_then_fire(Inactive45d(), evs, T0 + 200 * DAY_MS)
+    assert [((t.time - T0) // DAY_MS, t.context["last_activity_at"]) for t in got] == [(110, evs[3].ts)]
+
+
+def test_a_late_event_still_opens_a_quiet_spell_that_was_real(deliver_then_fire: Deliver) -> None:
+    evs = [page(T0 + d * DAY_MS, **KNOWN) for d in (100, 0)]  # 100 days apart: two spells
+    got = deliver_then_fire(Inactive45d(), evs, T0 + 200 * DAY_MS)
+    assert [((t.time - T0) // DAY_MS, t.key) for t in got] == [
+        (45, evs[1].message_id),
+        (145, evs[0].message_id),
+    ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 400), min_size=1, max_size=12), st.randoms(use_true_random=False))
+def test_arrival_order_does_not_change_the_triggers(
+    deliver_then_fire: Deliver, days: list[int], rnd: Random
+) -> None:
+    evs = [page(T0 + d * DAY_MS + i, **KNOWN) for i, d in enumerate(sorted(days))]
+    until = T0 + 500 * DAY_MS
+    walked = run_rule(Inactive45d(), evs, until=until)  # in time order, the clock moving along
+    in_order = [(t.key, t.time, t.context) for t in deliver_then_fire(Inactive45d(), evs, until)]
+    rnd.shuffle(evs)
+    shuffled = [(t.key, t.time, t.context) for t in deliver_then_fire(Inactive45d(), evs, until)]
+    assert shuffled == in_order == [(t.key, t.time, t.context) for t in walked.triggers]
+    # one per gap of more than 45 days, and one after the last activity
+    ts = sorted(e.ts for e in evs)
+    gaps = [a for a, b in pairwise(ts) if b - a > 45 * DAY_MS] + [ts[-1]]
+    assert [t for _, t, _ in in_order] == [a + 45 * DAY_MS for a in gaps]
+
+
+def test_a_period_is_stored_with_its_start_beside_and_a_state_without_starts_still_reads() -> None:
+    evs = [page(T0 + d * DAY_MS, **KNOWN) for d in (0, 30)]
+    run = run_rule(Inactive45d(), evs, until=T0 + 40 * DAY_MS)
+    stored = run.state.rules["inactive_45d"]
+    assert stored == {"acts": [[evs[1].ts, evs[1].message_id]], "starts": {evs[1].message_id: evs[0].ts}}
+    # written before the start was kept: the latest activity only, a period of one
+    old = ProfileState(rules={"inactive_45d": {"acts": [[evs[1].ts, evs[1].message_id]]}})
+    late = page(T0 - 20 * DAY_MS, **KNOWN)  # 50 days before the stored activity: a spell of its own
+    run = run_rule(Inactive45d(), [late], until=T0 + 100 * DAY_MS, state=old)
+    assert [((t.time - T0) // DAY_MS, t.key) for t in run.triggers] == [
+        (25, late.message_id),
+        (75, evs[1].message_id),
+    ]
+
+
+def test_a_merge_joins_the_periods_of_both_profiles() -> None:
+    rule = Inactive45d()
+    pos = run_rule(rule, [page(T0 + d * DAY_MS, **KNOWN) for d in (0, 18)], until=T0 + 18 * DAY_MS)
+    app = [page(T0 + d * DAY_MS, **KNOWN) for d in (35, 65)]
+    run = run_rule(rule, [*app, absorb(pos)], until=T0 + 200 * DAY_MS)
+    assert [((t.time - T0) // DAY_MS, t.key) for t in run.triggers] == [(110, app[1].message_id)]
