@@ -131,6 +131,11 @@ def build_app(settings: Settings, stores: Stores | None = None) -> tuple[faust.A
 
     lag = metrics.Lag()
 
+    async def forget_revoked(_app: Any, /, *args: Any, signal: Any, **_: Any) -> None:
+        lag.forget(app.consumer, args[0])  # faust sends the set of revoked partitions
+
+    app.on_partitions_revoked.connect(forget_revoked)
+
     @app.agent(raw, name="intake", concurrency=1)
     async def intake(stream: Any) -> None:
         async for events in _take(stream, settings):

@@ -163,13 +163,35 @@ class Consumer(faust_aiokafka.Consumer):
         pair = self._pressure_callbacks[key] = (high, drop)
         return pair
 
+    async def _wait_next_records(self, timeout: float) -> tuple[Any, Any]:  # noqa: ASYNC109 (faust's)
+        """faust's, noting the offset after each partition's last fetched record (:attr:`fetched`)."""
+        records, active = await super()._wait_next_records(timeout)
+        if records:
+            fetched = self.fetched
+            for tp, batch in records.items():
+                if batch:
+                    fetched[tp] = batch[-1].offset + 1
+        return records, active
+
+    # For the idle report (``streams.metrics.Lag.caught_up``): a partition's records between
+    # the fetch and a stream's queue are ``fetched`` past ``delivered``.
+    @functools.cached_property
+    def fetched(self) -> dict[Any, int]:
+        """Partition -> the offset after the last record fetched for the streams."""
+        return {}
+
+    @functools.cached_property
+    def delivered(self) -> dict[Any, int]:
+        """Partition -> the offset after the last record handed to a stream."""
+        return {}
+
     @functools.cached_property
     def _pressure_callbacks(self) -> dict[Any, tuple[Callable[[], None], Callable[[], None]]]:
         return {}
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover (faust's loop)
         # faust.transport.consumer.Consumer._drain_messages (faust-streaming 0.15.3), with
-        # the one change marked "cxstream".
+        # the changes marked "cxstream".
         callback = self.callback
         getmany = self.getmany
         consumer_should_stop = cast(Service, self)._stopped.is_set
@@ -184,6 +206,7 @@ class Consumer(faust_aiokafka.Consumer):
         acks_enabled_for = self.app.topics.acks_enabled_for
         suspended = self.suspend_flow.is_set  # cxstream
         deliver_now = self._deliver_now  # cxstream
+        delivered = self.delivered  # cxstream
 
         yield_every = 100
         num_since_yield = 0
@@ -226,6 +249,7 @@ class Consumer(faust_aiokafka.Consumer):
                                 if rest is not None:
                                     await self.wait_first(rest, self.suspend_flow.wait())
                             set_read_offset(tp, offset)
+                            delivered[tp] = offset + 1  # cxstream
                         else:
                             self.log.dev(
                                 "DROPPED MESSAGE ROFF %r: k=%r v=%r",

@@ -261,6 +261,7 @@ class Lag:
     def __init__(self) -> None:
         self.next: dict[tuple[str, int], int] = {}
         self.shown: set[tuple[str, int]] = set()
+        self.positions: dict[tuple[str, int], int | None] = {}  # fetch positions at the last caught_up
 
     def done(self, topic: str, partition: int, offset: int) -> None:
         key = (topic, partition)
@@ -291,12 +292,24 @@ class Lag:
             self.shown.add(key)
 
     async def caught_up(self, consumer: Any, topic: str) -> list[int]:
-        """The partitions of ``topic`` assigned here that are processed up to their high-water
-        mark: nothing fetched and unfinished, nothing left to fetch as far as the broker said."""
+        """The partitions of ``topic`` assigned here that are processed to their end: at their
+        high-water mark, and every record fetched from them processed.
+
+        "Every record fetched" is checked at each step between the fetch and the end of a
+        batch, with the bookkeeping of :class:`streams.fastpath.Consumer`: every record
+        fetched for the streams was handed to one (``fetched`` against ``delivered``), every
+        one handed over is done (``delivered`` against :meth:`done`), and the fetch position
+        is where it was at the last call (records fetched since may still be on their way
+        from the consumer's thread). So a partition counts from the second call that finds it
+        at rest, and a backlog fetched whole at start-up is not idle while it waits in the
+        stream's queue.
+        """
         try:
             assigned = [tp for tp in consumer.assignment() if tp.topic == topic]
         except Exception:  # consumer not started yet
             return []
+        fetched: dict[Any, int] = getattr(consumer, "fetched", {})
+        delivered: dict[Any, int] = getattr(consumer, "delivered", {})
         out: list[int] = []
         for tp in assigned:
             key = (tp.topic, tp.partition)
@@ -305,12 +318,27 @@ class Lag:
                 pos = await consumer.position(tp)
             except Exception:  # being reassigned: not caught up as far as we know
                 continue
-            if high is None or pos is None:
+            last, self.positions[key] = self.positions.get(key), pos
+            if high is None or pos is None or pos != last:
                 continue
-            nxt = min(pos, self.next[key]) if key in self.next else pos
-            if nxt >= high:
+            handed = delivered.get(tp, -1)
+            if fetched.get(tp, -1) > handed or self.next.get(key, -1) < handed:
+                continue  # fetched for a stream, in its queue, or in a batch in hand
+            if pos >= high:
                 out.append(tp.partition)
         return out
+
+    def forget(self, consumer: Any, revoked: Iterable[Any]) -> None:
+        """Partitions revoked in a rebalance start afresh if they come back: offsets noted
+        before they left would hold their idle report back until a new record came."""
+        fetched: dict[Any, int] = getattr(consumer, "fetched", {})
+        delivered: dict[Any, int] = getattr(consumer, "delivered", {})
+        for tp in revoked:
+            key = (tp.topic, tp.partition)
+            self.next.pop(key, None)
+            self.positions.pop(key, None)
+            fetched.pop(tp, None)
+            delivered.pop(tp, None)
 
 
 # Closed label sets start at 0, so a rate or increase over a series counts its first events too.

@@ -59,6 +59,7 @@ def test_our_consumer_is_the_one_the_app_makes() -> None:
     # the only method it replaces
     assert _replaced(fastpath.Consumer) == {
         "_drain_messages",
+        "_wait_next_records",  # faust's, then noting what it fetched
         "_new_consumer_thread",
         "_deliver_now",
         "_pressure",

@@ -10,8 +10,9 @@ that is produced in time order has been seen.
 A source stops holding the clock back only on evidence that it has nothing more to
 deliver, never because nobody reported on it lately. The worker that owns source ``s``
 sends an *idle* marker for it (in-band, so after every event of ``s`` it produced) each
-:data:`IDLE_REPORT_SECONDS` while it has read ``s`` up to its high-water mark and ``s`` has
-brought nothing for half the idle timeout. ``s``
+:data:`IDLE_REPORT_SECONDS` while it has processed ``s`` to its end (at its high-water mark,
+every record fetched from it done, its fetch position unmoved since the last report:
+``streams.metrics.Lag.caught_up``) and ``s`` has brought nothing for half the idle timeout. ``s``
 counts as idle on ``p`` only while all three hold:
 
 * an idle marker for ``s`` arrived within :data:`IDLE_FRESH_MS` (its owner is alive and

@@ -197,3 +197,69 @@ def test_a_year_replayed_on_the_event_clock_fires_exactly_the_computed_inactivit
     assert len(got) == len(msgs), "no trigger twice"
     assert set(got) == set(expected)
     assert got == {i: ms_to_iso(t) for i, t in expected.items()}
+
+
+def test_records_waiting_in_the_worker_are_not_reported_idle(
+    make_settings: Callable[..., Settings], topics: Callable[[Settings], None], tmp_path: Path
+) -> None:
+    """The event clock stops waiting for a source on an idle marker, so none may come while
+    records of that source are fetched but not processed: their events would reach decide
+    after the clock let their time pass (timers fired before them). Here the first batch of
+    a fresh worker is held by Redis (writes paused 6 s) with every record fetched: no idle
+    marker for a source may come between its records' fetch and their events, on any
+    repartition partition."""
+    from urllib.request import urlopen
+
+    from helpers import OwnRedis
+
+    from streams.stack import free_port
+
+    redis = OwnRedis(tmp_path)
+    redis.start()
+    port = free_port()
+    s = make_settings(redis_url=redis.url, clock="event", watermark_idle_timeout=0.4, metrics_port=port)
+    topics(s)
+    t0 = at("2026-01-05")
+    events = [
+        {
+            "type": "page",
+            "name": "Home",
+            "messageId": f"m{i}",
+            "userId": f"u{i % 200}",
+            "timestamp": ms_to_iso(t0 + i * MINUTE_MS),
+            "context": {"channel": "web"},
+        }
+        for i in range(2000)
+    ]
+
+    def ready() -> bool:
+        try:
+            with urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
+                return bool(resp.status == 200)
+        except OSError:
+            return False
+
+    log = tmp_path / "worker.log"
+    try:
+        with running_worker(s, log) as proc:
+            wait_for(ready, 60, "the worker to be ready")
+            redis.client().execute_command("CLIENT", "PAUSE", 6000, "WRITE")
+            produce(s, s.topic_raw, [(str(e["userId"]).encode(), orjson.dumps(e)) for e in events])
+            fetched_by = time.time() * 1000 + 1500  # fetched by then (the fetch waits 0.1 s)
+            # every event, then idle markers (16 a report, every 2 s) for the 4 sources on the 4 partitions
+            msgs = consume(s, s.topic_profiled, want=len(events) + 64, timeout=120)
+            assert proc.poll() is None, log.read_text()[-3000:]
+    finally:
+        redis.stop()
+    early: dict[int, set[int]] = {}  # partition -> sources reported idle while their records waited
+    seen = 0
+    for m in sorted(msgs, key=lambda m: (m.partition(), m.offset())):
+        rec = orjson.loads(m.value())
+        if rec["k"] == "idle" and m.timestamp()[1] > fetched_by:
+            early.setdefault(m.partition(), set()).add(rec["src"])
+        elif rec["k"] == "ev":
+            seen += 1
+            src = rec["ev"]["source"][1]
+            assert src not in early.get(m.partition(), set()), f"source {src} reported idle before its events"
+    assert seen == len(events)
+    assert all(early.get(p) == {0, 1, 2, 3} for p in range(4)), early  # it did report them, at the end

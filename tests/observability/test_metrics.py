@@ -64,6 +64,10 @@ class FakeConsumer:
 
     def __init__(self, high: dict[tuple[str, int], int], pos: dict[tuple[str, int], int]) -> None:
         self.high, self.pos = high, pos
+        # streams.fastpath.Consumer's bookkeeping: the offset after the last record fetched
+        # for the streams, and after the last one handed to a stream
+        self.fetched: dict[Any, int] = {}
+        self.delivered: dict[Any, int] = {}
 
     def assignment(self) -> set[Any]:
         from faust.types import TP
@@ -95,6 +99,48 @@ def test_lag_is_highwater_minus_the_next_offset_to_process() -> None:
     del consumer.high[(t, 1)]  # revoked: its series goes away
     asyncio.run(lagger.measure(consumer))
     assert lag(t, 1) is None and lag(t, 0) == 40
+
+
+def test_a_partition_is_caught_up_once_at_rest_at_its_end_with_all_it_fetched_done() -> None:
+    from faust.types import TP
+
+    t = "idletest.raw"
+    lagger = metrics.Lag()
+    consumer = FakeConsumer({(t, 0): 0, (t, 1): 40}, {(t, 0): 0, (t, 1): 30})
+
+    def caught_up() -> list[int]:
+        return asyncio.run(lagger.caught_up(consumer, t))
+
+    assert caught_up() == []  # first look: records may be on their way from the fetcher thread
+    assert caught_up() == [0]  # empty and at rest; 1 has 10 records to fetch
+    # 1's ten are fetched (the position moves) but not yet handed to the stream
+    consumer.pos[(t, 1)] = 40
+    consumer.fetched[TP(t, 1)] = 40
+    assert caught_up() == [0]
+    assert caught_up() == [0]  # at rest now, but still between the fetch and the stream
+    consumer.delivered[TP(t, 1)] = 40  # in the stream's queue: nothing of 1 processed yet
+    assert caught_up() == [0]
+    lagger.done(t, 1, 35)  # a batch up to 35 done, the rest still queued
+    assert caught_up() == [0]
+    lagger.done(t, 1, 39)
+    assert caught_up() == [0, 1]
+    consumer.high[(t, 0)] = 5  # new records on 0 (the fetch position has not moved yet)
+    assert caught_up() == [1]
+
+
+def test_a_partition_that_comes_back_after_a_rebalance_starts_afresh() -> None:
+    from faust.types import TP
+
+    t = "idletest2.raw"
+    lagger = metrics.Lag()
+    consumer = FakeConsumer({(t, 0): 40}, {(t, 0): 40})
+    consumer.fetched[TP(t, 0)] = consumer.delivered[TP(t, 0)] = 40
+    lagger.done(t, 0, 29)  # revoked with 30-39 handed over but not done (they go back to Kafka)
+    lagger.forget(consumer, {TP(t, 0)})
+    # back after another worker processed up to 60; nothing new since
+    consumer.high[(t, 0)] = consumer.pos[(t, 0)] = 60
+    assert asyncio.run(lagger.caught_up(consumer, t)) == []  # first look
+    assert asyncio.run(lagger.caught_up(consumer, t)) == [0]
 
 
 def test_summary_line() -> None:
