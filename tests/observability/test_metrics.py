@@ -148,3 +148,22 @@ def test_summary_line() -> None:
     cur = {"events_in": 3500.0, "triggers": 12.0, "deadletter": 2.0, "lag": 0.0}
     line = metrics.summary_line(prev, cur, 5.0)
     assert line == "  [metrics] 500 events/s in (3,500 total), 12 triggers, 2 dead letters, lag 0"
+
+
+def test_the_worker_forgets_what_it_noted_of_partitions_a_rebalance_revokes() -> None:
+    from faust.types import TP
+
+    from streams.app import build_app
+    from streams.runtime import Stores
+    from streams.settings import load_settings
+
+    async def run() -> tuple[dict[Any, int], dict[Any, int]]:
+        app, _ = build_app(load_settings(kafka_bootstrap="localhost:1"), Stores.memory())
+        kept, gone = TP("cx.events.raw", 0), TP("cx.events.raw", 1)
+        for tp in (kept, gone):
+            app.consumer.fetched[tp] = app.consumer.delivered[tp] = 5
+        await app.on_partitions_revoked.send({gone})  # as faust's rebalance sends it
+        return app.consumer.fetched, app.consumer.delivered
+
+    fetched, delivered = asyncio.run(run())
+    assert fetched == delivered == {TP("cx.events.raw", 0): 5}
