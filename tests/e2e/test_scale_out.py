@@ -632,3 +632,76 @@ def test_assignment_is_read_from_aiokafka_lines(tmp_path: Path) -> None:
     assert essence(one) == essence(other)
     c = compare([one], [other, other, b'{"id":"y","data":{}}'])
     assert (c.missing, c.extra, c.differing, c.repeats, c.profile_ids_differ) == ([], ["y"], {}, 1, 1)
+
+
+@pytest.mark.chaos
+def test_a_source_back_from_another_worker_is_reported_idle_again(
+    make_settings: Callable[..., Settings],
+    topics: Callable[[Settings], None],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A source partition that went to another worker and came back, with nothing new since,
+    is reported idle by its owner again, so it stops holding the event clock. Round 1 puts a
+    cart on every source (w1 processes them all); round 2, with w2 in the group, moves only
+    w2's sources on to +10 min; w2 leaves; round 3 moves only w1's own sources on to +60 min.
+    The carts (due +30 min) fire only once w2's former sources, idle at +10 min, count as idle."""
+    from helpers import consume, produce
+
+    from streams.constants import MINUTE_MS
+    from streams.intake import ms_to_iso
+    from streams.pipeline.envelope import partition_for
+    from streams.testing import at
+
+    monkeypatch.setenv("CXSTREAM_LOG_LEVEL", "info")  # aiokafka's assignment lines
+    s = make_settings(clock="event", watermark_idle_timeout=2.0, rules=("cart_abandoned",))
+    topics(s)
+    t0 = at("2026-03-02T10:00:00Z")
+    n = s.partitions
+
+    def event(user: str, ts: int, name: str, i: int) -> tuple[bytes, bytes]:
+        props = {"product_id": "p1", "price": 10.0, "quantity": 1} if name == "Product Added" else {}
+        e = {"type": "track", "event": name, "userId": user, "messageId": f"{user}-{i}", "properties": props}
+        traits = {"email": f"{user}@example.com"}
+        e |= {"timestamp": ms_to_iso(ts), "context": {"channel": "web", "traits": traits}}
+        return user.encode(), orjson.dumps(e)
+
+    def users(sources: set[int], tag: str) -> list[str]:
+        found: dict[int, str] = {}
+        k = 0
+        while len(found) < len(sources):
+            u = f"{tag}{k}"
+            if partition_for(u, n) in sources:
+                found.setdefault(partition_for(u, n), u)
+            k += 1
+        return list(found.values())
+
+    def raw_of(w: Worker) -> set[int]:
+        held = assignment(w.log)
+        assert held is not None
+        return {p for t, p in held[1] if t == s.topic_raw}
+
+    fleet = Fleet(s, tmp_path)
+    try:
+        w1 = fleet.start("w1")
+        fleet.wait_settled()
+        carts = users(set(range(n)), "cart")
+        produce(s, s.topic_raw, [event(u, t0, "Product Added", 0) for u in carts])
+        consume(s, s.topic_profiled, want=len(carts), timeout=60)  # w1 has them all
+        w2 = fleet.start("w2")
+        fleet.wait_settled()
+        moved = raw_of(w2)
+        assert moved and len(moved) < n, fleet.events
+        produce(s, s.topic_raw, [event(u, t0 + 10 * MINUTE_MS, "Page", 1) for u in users(moved, "two")])
+        consume(s, s.topic_profiled, want=len(carts) + len(moved), timeout=60)  # round 2 through intake
+        time.sleep(1)  # its offsets committed (every second)
+        fleet.sigterm(w2)
+        fleet.wait_settled()
+        assert raw_of(w1) == set(range(n)), fleet.events
+        kept = set(range(n)) - moved
+        produce(s, s.topic_raw, [event(u, t0 + 60 * MINUTE_MS, "Page", 2) for u in users(kept, "one")])
+        decisions = consume(s, s.topic_decisions, want=len(carts), timeout=60)
+        assert not fleet.crashed(), fleet.crashed()
+    finally:
+        fleet.stop_all()
+    assert len(decisions) == len(carts), f"{len(decisions)} of {len(carts)} carts decided\n{fleet.events}"
