@@ -329,8 +329,9 @@ class Lag:
         return out
 
     def forget(self, consumer: Any, revoked: Iterable[Any]) -> None:
-        """Partitions revoked in a rebalance start afresh if they come back: offsets noted
-        before they left would hold their idle report back until a new record came."""
+        """Partitions revoked in a rebalance start afresh if they come back: the offsets noted
+        before they left (fetched, handed over, done) would hold their idle report back for good
+        once another worker had moved them on."""
         fetched: dict[Any, int] = getattr(consumer, "fetched", {})
         delivered: dict[Any, int] = getattr(consumer, "delivered", {})
         for tp in revoked:
