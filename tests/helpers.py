@@ -116,6 +116,22 @@ def produce(settings: Settings, topic: str, records: list[tuple[bytes | None, by
     assert not errors, errors
 
 
+def keys_covering(partitions: int, prefix: str, sources: Iterable[int] | None = None) -> list[str]:
+    """One key per source partition (of ``sources``, default all), so an event on each moves
+    every partition's watermark."""
+    from streams.pipeline.envelope import partition_for
+
+    want = set(range(partitions) if sources is None else sources)
+    found: dict[int, str] = {}
+    n = 0
+    while len(found) < len(want):
+        p = partition_for(f"{prefix}{n}", partitions)
+        if p in want:
+            found.setdefault(p, f"{prefix}{n}")
+        n += 1
+    return list(found.values())
+
+
 def json_values(msgs: list[Any]) -> list[Any]:
     return [orjson.loads(m.value()) for m in msgs]
 

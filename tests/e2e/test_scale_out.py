@@ -646,11 +646,10 @@ def test_a_source_back_from_another_worker_is_reported_idle_again(
     cart on every source (w1 processes them all); round 2, with w2 in the group, moves only
     w2's sources on to +10 min; w2 leaves; round 3 moves only w1's own sources on to +60 min.
     The carts (due +30 min) fire only once w2's former sources, idle at +10 min, count as idle."""
-    from helpers import consume, produce
+    from helpers import consume, keys_covering, produce
 
     from streams.constants import MINUTE_MS
     from streams.intake import ms_to_iso
-    from streams.pipeline.envelope import partition_for
     from streams.testing import at
 
     monkeypatch.setenv("CXSTREAM_LOG_LEVEL", "info")  # aiokafka's assignment lines
@@ -666,16 +665,6 @@ def test_a_source_back_from_another_worker_is_reported_idle_again(
         e |= {"timestamp": ms_to_iso(ts), "context": {"channel": "web", "traits": traits}}
         return user.encode(), orjson.dumps(e)
 
-    def users(sources: set[int], tag: str) -> list[str]:
-        found: dict[int, str] = {}
-        k = 0
-        while len(found) < len(sources):
-            u = f"{tag}{k}"
-            if partition_for(u, n) in sources:
-                found.setdefault(partition_for(u, n), u)
-            k += 1
-        return list(found.values())
-
     def raw_of(w: Worker) -> set[int]:
         held = assignment(w.log)
         assert held is not None
@@ -685,21 +674,25 @@ def test_a_source_back_from_another_worker_is_reported_idle_again(
     try:
         w1 = fleet.start("w1")
         fleet.wait_settled()
-        carts = users(set(range(n)), "cart")
+        carts = keys_covering(n, "cart")
         produce(s, s.topic_raw, [event(u, t0, "Product Added", 0) for u in carts])
         consume(s, s.topic_profiled, want=len(carts), timeout=60)  # w1 has them all
         w2 = fleet.start("w2")
         fleet.wait_settled()
         moved = raw_of(w2)
         assert moved and len(moved) < n, fleet.events
-        produce(s, s.topic_raw, [event(u, t0 + 10 * MINUTE_MS, "Page", 1) for u in users(moved, "two")])
+        produce(
+            s, s.topic_raw, [event(u, t0 + 10 * MINUTE_MS, "Page", 1) for u in keys_covering(n, "two", moved)]
+        )
         consume(s, s.topic_profiled, want=len(carts) + len(moved), timeout=60)  # round 2 through intake
         time.sleep(1)  # its offsets committed (every second)
         fleet.sigterm(w2)
         fleet.wait_settled()
         assert raw_of(w1) == set(range(n)), fleet.events
         kept = set(range(n)) - moved
-        produce(s, s.topic_raw, [event(u, t0 + 60 * MINUTE_MS, "Page", 2) for u in users(kept, "one")])
+        produce(
+            s, s.topic_raw, [event(u, t0 + 60 * MINUTE_MS, "Page", 2) for u in keys_covering(n, "one", kept)]
+        )
         decisions = consume(s, s.topic_decisions, want=len(carts), timeout=60)
         assert not fleet.crashed(), fleet.crashed()
     finally:

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import orjson
 import pytest
-from helpers import consume, json_values, kill9, produce, running_worker
+from helpers import consume, json_values, keys_covering, kill9, produce, running_worker
 
 from streams.constants import DAY_MS, MINUTE_MS, Keys
 from streams.intake import ms_to_iso
-from streams.pipeline.envelope import partition_for
 from streams.redis_io import connect
 from streams.settings import Settings
 from streams.sinks.records import trigger_id
@@ -42,16 +41,6 @@ def wait_for(cond: Callable[[], bool], timeout: float, what: str, poll: float = 
             return
         time.sleep(poll)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def keys_covering(partitions: int, prefix: str) -> list[str]:
-    """One key per source partition, so an event on each moves every partition's watermark."""
-    found: dict[int, str] = {}
-    n = 0
-    while len(found) < partitions:
-        found.setdefault(partition_for(f"{prefix}{n}", partitions), f"{prefix}{n}")
-        n += 1
-    return list(found.values())
 
 
 def test_a_worker_killed_while_timers_are_due_fires_each_once_after_restart(
