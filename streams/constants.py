@@ -35,10 +35,11 @@ Dedupe markers need no atomicity across ids, so they spread by ``DEDUPE_BUCKETS`
 
 Retention (``CXSTREAM_ANONYMOUS_RETENTION_DAYS``): an anonymous-only profile (identifiers of
 :data:`ANONYMOUS_TYPES` only) has a TTL of that many days on its graph keys (meta, sub-keys, the
-index key of each identifier) and its state ``{P:s:<pid>}``, refreshed by each event; the event
-that makes it known PERSISTs them. An absorbed profile's leftover meta (the merge pointer) and a
-state tombstone live :data:`MERGED_POINTER_TTL`. Timers of a profile whose state expired are
-stale when they come due (the fresh state does not hold them) and are dropped, not fired.
+index key of each identifier) and its state ``{P:s:<pid>}``, refreshed by events (with a margin:
+:func:`retention_margin`); the event that makes it known PERSISTs them. An absorbed profile's
+leftover meta (the merge pointer) and a state tombstone live :data:`MERGED_POINTER_TTL`. Timers
+of a profile whose state expired are stale when they come due (the fresh state does not hold
+them) and are dropped, not fired.
 """
 
 from __future__ import annotations
@@ -70,6 +71,16 @@ TIMER_SCAN_LIMIT: Final = 500
 #: Identifier types that leave a profile anonymous (``message_id``: the fallback of an event whose
 #: identifiers were all blocked). A profile with any other type is known and kept until erased.
 ANONYMOUS_TYPES: Final = frozenset({"anonymous_id", "device_id", "message_id"})
+
+
+def retention_margin(ttl: int) -> int:
+    """Seconds an anonymous-only profile may outlive its retention period (``ttl`` seconds): its graph
+    keys get ``ttl`` plus this, refreshed only once their TTL has fallen below ``ttl``, so a visitor's
+    burst of events sets them once (each refresh is seven EXPIREs or more). It is removed between
+    ``ttl`` and ``ttl`` + margin after its last event: a day, or 1% of a shorter period."""
+    return min(86_400, ttl // 100)
+
+
 #: Seconds the pointer left by an absorbed profile (and a state tombstone) lives: lookups by the
 #: old id within it still find the survivor; 30 days covers any replay or hand-off in flight.
 MERGED_POINTER_TTL: Final = 30 * 86400

@@ -15,7 +15,7 @@ from typing import Any
 from redis.asyncio import RedisCluster
 
 from streams import redis_io
-from streams.constants import ANONYMOUS_TYPES, Keys
+from streams.constants import ANONYMOUS_TYPES, Keys, retention_margin
 from streams.state import ProfileState
 
 
@@ -152,9 +152,11 @@ class RedisStateStore(StateStore):
     def ttl(self, s: ProfileState) -> int | None:
         """Seconds the saved state may live, or ``None`` for no expiry: a tombstone (merged away)
         lives ``tombstone_ttl``; an anonymous-only profile (``reach`` holds only anonymous identifier
-        types) lives ``anonymous_ttl`` from this save. Called by :meth:`save` for every state it writes."""
+        types) lives ``anonymous_ttl`` from this save, plus the margin its graph keys may outlive the
+        period by (:func:`~streams.constants.retention_margin`), so that the state is not gone while
+        the graph still resolves the person to it. Called by :meth:`save` for every state it writes."""
         if s.merged_into:
             return self.tombstone_ttl
         if self.anonymous_ttl is not None and ANONYMOUS_TYPES.issuperset(s.reach):
-            return self.anonymous_ttl
+            return self.anonymous_ttl + retention_margin(self.anonymous_ttl)
         return None

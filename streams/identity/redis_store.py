@@ -14,7 +14,7 @@ from typing import Any, Final
 import redis.asyncio as aioredis
 
 from streams import redis_io
-from streams.constants import ANONYMOUS_TYPES, MERGED_POINTER_TTL, Keys
+from streams.constants import ANONYMOUS_TYPES, MERGED_POINTER_TTL, Keys, retention_margin
 from streams.identity.base import (
     IdentityRules,
     IdentityStore,
@@ -134,6 +134,7 @@ class RedisIdentityStore(IdentityStore):
                 "max_ids": self.rules.max_identifiers,
                 "max_merges": self.rules.max_merges,
                 "anon_ttl": anonymous_ttl or 0,
+                "anon_margin": retention_margin(anonymous_ttl) if anonymous_ttl else 0,
                 "merged_ttl": merged_ttl or 0,
                 "anon_types": sorted(ANONYMOUS_TYPES),
             }

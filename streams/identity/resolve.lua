@@ -5,7 +5,8 @@
 --          src: "topic/partition/offset" (optional), al: an alias's previousId (optional)}];
 --          ids as IdentityRules.prepare gives them: unique, unblocked, priority order, never empty
 -- ARGV[2]: JSON rules {limits: {type: n}, max_ids: n, max_merges: n, anon_ttl: s, merged_ttl: s,
---          anon_types: [type, ...]} (retention: see retain() below; anon_ttl 0 keeps everything)
+--          anon_margin: s, anon_types: [type, ...]} (retention: see retain() below; anon_ttl 0 keeps
+--          everything)
 -- ARGV[3]: seconds a resolution memo lives (events with a src whose outcome is new or merged or
 --          that dropped identifiers; the same m and src again returns the memo, applying nothing)
 -- returns JSON [[pid, outcome, created(0/1), merges [[survivor, absorbed, [[t, v]...], ts]], dropped [[t, v]...]], ...]
@@ -19,6 +20,7 @@ local rules = cjson.decode(ARGV[2])
 local limits = rules.limits
 local memo_ttl = tonumber(ARGV[3])
 local anon_ttl = tonumber(rules.anon_ttl or 0)
+local anon_margin = tonumber(rules.anon_margin or 0)
 local merged_ttl = tonumber(rules.merged_ttl or 0)
 local anon_types = {}
 for _, t in ipairs(rules.anon_types or {}) do anon_types[t] = true end
@@ -28,15 +30,17 @@ local SUBKEYS = {':ids', ':traits', ':ch', ':merges', ':absorbed'}
 local function ikey(t, v) return G .. ':i:' .. t .. ':' .. v end
 local function pkey(pid) return G .. ':p:' .. pid end
 
+-- the live profile (following merge pointers) and its created time and merge count, read with the
+-- pointer: one HMGET per hop
 local function live(pid)
-  local nxt = redis.call('HGET', pkey(pid), 'mi')
+  local meta = redis.call('HMGET', pkey(pid), 'mi', 'c', 'nm')
   local guard = 0
-  while nxt and guard < 64 do
-    pid = nxt
-    nxt = redis.call('HGET', pkey(pid), 'mi')
+  while meta[1] and guard < 64 do
+    pid = meta[1]
+    meta = redis.call('HMGET', pkey(pid), 'mi', 'c', 'nm')
     guard = guard + 1
   end
-  return pid
+  return {pid, tonumber(meta[2]), tonumber(meta[3] or '0')}
 end
 
 local function attach(pid, ids)
@@ -46,24 +50,35 @@ local function attach(pid, ids)
   end
 end
 
-local function touch(pid, ev)
+-- Returns the profile's retention flag 'an' as it was, and whether this wrote a field new to the
+-- traits hash (which may have created that key: retain() must give it its TTL).
+-- fresh: the profile was created by this event (its first/last seen are ev.ts already).
+local function touch(pid, ev, fresh)
   local k = pkey(pid)
-  local fs = tonumber(redis.call('HGET', k, 'fs'))
-  local ls = tonumber(redis.call('HGET', k, 'ls'))
-  if not fs or ev.ts < fs then redis.call('HSET', k, 'fs', ev.ts) end
-  if not ls or ev.ts > ls then redis.call('HSET', k, 'ls', ev.ts) end
+  local an, grew = nil, false
+  if not fresh then
+    local meta = redis.call('HMGET', k, 'fs', 'ls', 'an')
+    local fs, ls = tonumber(meta[1]), tonumber(meta[2])
+    an = meta[3]
+    if not fs or ev.ts < fs then
+      if not ls or ev.ts > ls then redis.call('HSET', k, 'fs', ev.ts, 'ls', ev.ts)
+      else redis.call('HSET', k, 'fs', ev.ts) end
+    elseif not ls or ev.ts > ls then redis.call('HSET', k, 'ls', ev.ts) end
+  end
   local chk = k .. ':ch'
   local cur = tonumber(redis.call('HGET', chk, ev.ch))
-  if not cur or ev.ts > cur then redis.call('HSET', chk, ev.ch, ev.ts) end
+  if not cur or ev.ts > cur then redis.call('HSET', chk, ev.ch, ev.ts) end  -- the hash exists: every event writes it
   if ev.tr then
     local tk = k .. ':traits'
     for name, v in pairs(ev.tr) do
       local old = redis.call('HGET', tk, name)
       if (not old) or ev.ts >= cjson.decode(old)[2] then
         redis.call('HSET', tk, name, cjson.encode({v, ev.ts}))
+        if not old then grew = true end
       end
     end
   end
+  return an, grew
 end
 
 -- members: the absorbed profile's identifiers, as resolve_one read them (nothing wrote them since)
@@ -117,24 +132,26 @@ end
 
 -- Retention (CXSTREAM_ANONYMOUS_RETENTION_DAYS): meta field 'an' is '1' while every identifier of
 -- the profile is anonymous (anon_types), '0' once one is not. An anonymous-only profile's keys (meta,
--- sub-keys and the index key of each of its identifiers) get a TTL of anon_ttl on each event that
--- resolves to it, so Redis removes the profile after that long without activity, no scan needed. The
--- event that makes it known PERSISTs them all: known profiles are kept until erased.
--- added: identifier types this event brought to pid (its new ids and the absorbed profiles' members).
+-- sub-keys and the index key of each of its identifiers) get a TTL of anon_ttl + anon_margin when an
+-- event resolves to it and their TTL has fallen below anon_ttl, so Redis removes the profile between
+-- anon_ttl and anon_ttl + anon_margin after its last event, no scan needed; a visitor's burst of
+-- events refreshes the keys once, not on every event (7 EXPIREs or more each). An event that may
+-- have created a key (an identifier, a merge, a new trait field) refreshes them all. The event that makes it known PERSISTs them all: known profiles are kept until erased.
+-- an: the profile's 'an' as touch() read it. added: identifier types this event brought to pid (its
+-- new ids and the absorbed profiles' members). grew: touch() wrote a new trait field.
+-- members: the profile's identifiers ('type:value') when the caller knows them (a new profile).
 -- A profile without 'an' (new, or written before retention existed) is classified from its members.
-local function retain(pid, added)
+local function retain(pid, an, added, grew, members)
   if anon_ttl <= 0 then return end
-  local k = pkey(pid)
-  local an = redis.call('HGET', k, 'an')
   if an == '0' then return end
-  local members = nil
+  local k = pkey(pid)
   local known = false
   if an == '1' then
     for _, t in ipairs(added) do
       if not anon_types[t] then known = true; break end
     end
   else
-    members = redis.call('SMEMBERS', k .. ':ids')
+    members = members or redis.call('SMEMBERS', k .. ':ids')
     for _, m in ipairs(members) do
       if not anon_types[string.match(m, '^([^:]+):')] then known = true; break end
     end
@@ -151,13 +168,29 @@ local function retain(pid, added)
     end
     return
   end
+  if an == '1' and #added == 0 and not grew and anon_margin > 0
+      and redis.call('PTTL', k) >= anon_ttl * 1000 then
+    return  -- refreshed within the margin, and nothing new to expire
+  end
   if an ~= '1' then redis.call('HSET', k, 'an', '1') end
-  redis.call('EXPIRE', k, anon_ttl)
-  for _, sub in ipairs(SUBKEYS) do redis.call('EXPIRE', k .. sub, anon_ttl) end
+  local ttl = anon_ttl + anon_margin
+  redis.call('EXPIRE', k, ttl)
+  for _, sub in ipairs(SUBKEYS) do redis.call('EXPIRE', k .. sub, ttl) end
   for _, m in ipairs(members or redis.call('SMEMBERS', k .. ':ids')) do
     local t, v = string.match(m, '^([^:]+):(.*)$')
-    redis.call('EXPIRE', ikey(t, v), anon_ttl)
+    redis.call('EXPIRE', ikey(t, v), ttl)
   end
+end
+
+-- A new anonymous-only profile: the TTL of retain() on the keys its event created (no merge or
+-- absorbed sets yet), without reading them back.
+local function expire_new(pid, ev, ids)
+  local k, ttl = pkey(pid), anon_ttl + anon_margin
+  redis.call('EXPIRE', k, ttl)
+  redis.call('EXPIRE', k .. ':ids', ttl)
+  redis.call('EXPIRE', k .. ':ch', ttl)
+  if ev.tr then redis.call('EXPIRE', k .. ':traits', ttl) end
+  for _, i in ipairs(ids) do redis.call('EXPIRE', ikey(i[1], i[2]), ttl) end
 end
 
 -- The longest prefix of ev.ids that breaks no rule is kept (a single identifier always is).
@@ -180,16 +213,19 @@ local function resolve_one(ev)
   end
   local counts, total, nm, broken = {}, 0, 0, false
   local matched, info, new = {}, {}, {}  -- info[pid]: {c, members, at: positions in ids}
-  local lives = {}  -- stored pid -> live pid, for this event (nothing is written while matching)
+  -- stored pid -> {live pid, its created time, its merge count}, for this event (nothing is
+  -- written while matching)
+  local lives = {}
   local kept = 0
   for k, i in ipairs(ids) do
     local t = i[1]
     local pid = redis.call('GET', ikey(t, i[2]))
     local joins = false
+    local l
     if pid then
-      local l = lives[pid]
+      l = lives[pid]
       if not l then l = live(pid); lives[pid] = l end
-      pid = l
+      pid = l[1]
       joins = not info[pid]
     end
     local n_matched = #matched
@@ -201,8 +237,7 @@ local function resolve_one(ev)
       if limits[t] and n > limits[t] then broken = true end
     elseif joins then
       local members = redis.call('SMEMBERS', pkey(pid) .. ':ids')
-      local meta = redis.call('HMGET', pkey(pid), 'c', 'nm')
-      prof = {c = tonumber(meta[1]), members = members, at = {}}
+      prof = {c = l[2], members = members, at = {}}
       for _, m in ipairs(members) do
         local mt = string.match(m, '^([^:]+):')
         local n = (counts[mt] or 0) + 1
@@ -210,7 +245,7 @@ local function resolve_one(ev)
         if limits[mt] and n > limits[mt] then broken = true end
       end
       total = total + #members
-      nm = nm + tonumber(meta[2] or '0')
+      nm = nm + l[3]
       n_matched = n_matched + 1
     end
     if total > rules.max_ids or (n_matched > 0 and nm + n_matched - 1 > rules.max_merges) then broken = true end
@@ -228,10 +263,23 @@ local function resolve_one(ev)
 
   if #matched == 0 then
     local pid = 'p_' .. string.sub(redis.sha1hex(ev.m .. '|' .. ids[1][1] .. ':' .. ids[1][2]), 1, 24)
-    redis.call('HSET', pkey(pid), 'c', ev.ts, 'fs', ev.ts, 'ls', ev.ts, 'nm', 0)
+    -- retain() for a profile whose members are the event's new ids: classified without reading
+    -- them back ('an' is left unset while retention is off, as retain() leaves it)
+    local an = nil
+    if anon_ttl > 0 then
+      an = '1'
+      for _, i in ipairs(new) do
+        if not anon_types[i[1]] then an = '0'; break end
+      end
+    end
+    if an then
+      redis.call('HSET', pkey(pid), 'c', ev.ts, 'fs', ev.ts, 'ls', ev.ts, 'nm', 0, 'an', an)
+    else
+      redis.call('HSET', pkey(pid), 'c', ev.ts, 'fs', ev.ts, 'ls', ev.ts, 'nm', 0)
+    end
     attach(pid, new)
-    touch(pid, ev)
-    retain(pid, {})
+    touch(pid, ev, true)
+    if an == '1' then expire_new(pid, ev, new) end
     return {pid, 'new', 1, {}, dropped}
   end
   local survivor, sc = nil, nil
@@ -260,8 +308,8 @@ local function resolve_one(ev)
     end
   end
   attach(survivor, new)
-  touch(survivor, ev)
-  retain(survivor, added)
+  local an, grew = touch(survivor, ev, false)
+  retain(survivor, an, added, grew, nil)
   local outcome = 'matched'
   if #merges > 0 then outcome = 'merged' end
   return {survivor, outcome, 0, merges, dropped}

@@ -10,6 +10,7 @@ Redis to expire the keys, the same mechanism as in production, only shorter.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 import uuid
 from collections.abc import Callable
@@ -18,7 +19,7 @@ import pytest
 import redis
 from identity.redis_scan import dump
 
-from streams.constants import ANONYMOUS_TYPES, Keys
+from streams.constants import ANONYMOUS_TYPES, Keys, retention_margin
 from streams.engine.state import RedisStateStore
 from streams.exceptions import ConfigError
 from streams.identity.base import ResolveRequest
@@ -195,6 +196,68 @@ def test_an_anonymous_survivor_that_absorbs_a_known_profile_is_persisted(stack: 
         assert raw.get(keys.identifier(t, v)) == survivor.encode()
         assert raw.ttl(keys.identifier(t, v)) == -1, (t, v)
     assert 0 < raw.ttl(keys.profile(absorbed)) <= 600
+
+
+def test_a_visitors_keys_outlive_the_retention_and_a_burst_refreshes_them_once(stack: LocalStack) -> None:
+    """Keys get the retention plus a margin (``retention_margin``) and are refreshed only once their
+    TTL falls below the retention, or when an event may have created a key (an identifier, a merge,
+    the first trait). Whatever a visitor does, every key of the profile has a TTL between
+    the retention and the retention plus the margin after each event: none is left without one,
+    none expires early. Time passing is simulated by lowering the TTLs, as in production."""
+    keys = Keys(f"ret-{uuid.uuid4().hex[:8]}")
+    raw = redis.Redis.from_url(stack.redis_url)
+    retention = 3600
+    top = (retention + retention_margin(retention)) * 1000
+    rnd = random.Random(7)
+
+    def event(n: int) -> ResolveRequest:
+        ids = [I("anonymous_id", "visitor")]
+        if rnd.random() < 0.2:
+            ids.append(I("device_id", f"dev-{n}"))  # a new identifier
+        traits = {rnd.choice(["plan", "theme", "lang"]): n} if rnd.random() < 0.3 else {}
+        channel = rnd.choice(["web", "web", "web", "app", "email"])
+        return ResolveRequest(f"m{n}", 1000 + n, channel, ids, traits)
+
+    def expires() -> dict[str, int]:
+        return {k.decode(): int(raw.pttl(k)) for k in raw.scan_iter(match=f"*{keys.prefix}*", count=1000)}
+
+    async def run() -> tuple[int, int]:
+        client = connect(stack.redis_url)
+        try:
+            # the absorbed profile's pointer lives the retention here too (30 days by default)
+            store = RedisIdentityStore(client, keys, anonymous_ttl=retention, merged_ttl=retention)
+            visitor = [I("anonymous_id", "visitor")]
+            scripted = [  # each thing that may create a key, first on its own, then at random
+                ResolveRequest("m0", 1000, "web", visitor, {}),  # no traits hash yet
+                ResolveRequest("m1", 1001, "web", visitor, {"plan": 1}),  # the traits hash
+                ResolveRequest("m2", 1002, "app", visitor, {}),  # a channel
+                ResolveRequest("m3", 1003, "app", [*visitor, I("device_id", "dev-0")], {}),  # an id
+                ResolveRequest("m4", 1004, "web", [I("anonymous_id", "tab-2")], {}),  # a second profile
+                ResolveRequest("m5", 1005, "web", [*visitor, I("anonymous_id", "tab-2")], {}),  # a merge
+            ]
+            repeats = repeat_expires = 0
+            pointers: list[str] = []
+            for n in range(150):
+                lowered = n >= len(scripted) and rnd.random() < 0.15
+                if lowered:  # a while passes: every key's TTL has fallen below the retention
+                    for k in expires():
+                        raw.pexpire(k, retention * 1000 - rnd.randrange(1, 60_000))
+                before = raw.info("commandstats").get("cmdstat_expire", {}).get("calls", 0)
+                ev = scripted[n] if n < len(scripted) else event(n)
+                (res,) = await store.resolve([ev])
+                pointers += [keys.profile(m.absorbed) for m in res.merges]  # expire on their own clock
+                ttl = {k: t for k, t in expires().items() if k not in pointers}
+                low = {k: t for k, t in ttl.items() if not retention * 1000 - 5000 <= t <= top}
+                assert not low, (n, ev, low)
+                if n > len(scripted) and not lowered and len(ev.identifiers) == 1 and not ev.traits:
+                    repeats += 1  # a page view within the margin (any channel), nothing new: no refresh
+                    repeat_expires += raw.info("commandstats")["cmdstat_expire"]["calls"] - before
+            return repeats, repeat_expires
+        finally:
+            await client.aclose()
+
+    repeats, repeat_expires = asyncio.run(run())
+    assert repeats > 50 and repeat_expires == 0, (repeats, repeat_expires)
 
 
 def test_the_retention_setting_is_validated(make_settings: Callable[..., Settings]) -> None:
