@@ -102,8 +102,9 @@ class RedisIdentityStore(IdentityStore):
     remembered for replays; wire it to ``Settings.dedupe_ttl``. ``max_ids_per_call``: chunk size.
 
     ``anonymous_ttl``: seconds an anonymous-only profile (identifiers of
-    :data:`~streams.constants.ANONYMOUS_TYPES` only) lives after the last event resolved to it
-    (Redis expiry, refreshed by each event; ``None`` keeps every profile); wire it to
+    :data:`~streams.constants.ANONYMOUS_TYPES` only) lives after the last event resolved to it,
+    at most :func:`~streams.constants.retention_margin` more (Redis expiry, refreshed by events
+    once it has fallen below ``anonymous_ttl``; ``None`` keeps every profile); wire it to
     ``Settings.anonymous_retention_days``. ``merged_ttl``: seconds the pointer left by an absorbed
     profile lives (``None``: forever)."""
 

@@ -133,7 +133,8 @@ end
 -- Retention (CXSTREAM_ANONYMOUS_RETENTION_DAYS): meta field 'an' is '1' while every identifier of
 -- the profile is anonymous (anon_types), '0' once one is not. An anonymous-only profile's keys (meta,
 -- sub-keys and the index key of each of its identifiers) get a TTL of anon_ttl + anon_margin when an
--- event resolves to it and their TTL has fallen below anon_ttl, so Redis removes the profile between
+-- event resolves to it and their TTL has fallen below anon_ttl (or is above anon_ttl + anon_margin:
+-- the retention was lowered since), so Redis removes the profile between
 -- anon_ttl and anon_ttl + anon_margin after its last event, no scan needed; a visitor's burst of
 -- events refreshes the keys once, not on every event (7 EXPIREs or more each). An event that may
 -- have created a key (an identifier, a merge, a new trait field) refreshes them all. The event that makes it known PERSISTs them all: known profiles are kept until erased.
@@ -168,9 +169,11 @@ local function retain(pid, an, added, grew, members)
     end
     return
   end
-  if an == '1' and #added == 0 and not grew and anon_margin > 0
-      and redis.call('PTTL', k) >= anon_ttl * 1000 then
-    return  -- refreshed within the margin, and nothing new to expire
+  if an == '1' and #added == 0 and not grew and anon_margin > 0 then
+    local left = redis.call('PTTL', k)
+    if left >= anon_ttl * 1000 and left <= (anon_ttl + anon_margin) * 1000 then
+      return  -- refreshed within the margin (and not under a longer retention), nothing new to expire
+    end
   end
   if an ~= '1' then redis.call('HSET', k, 'an', '1') end
   local ttl = anon_ttl + anon_margin

@@ -203,7 +203,8 @@ def test_a_visitors_keys_outlive_the_retention_and_a_burst_refreshes_them_once(s
     TTL falls below the retention, or when an event may have created a key (an identifier, a merge,
     the first trait). Whatever a visitor does, every key of the profile has a TTL between
     the retention and the retention plus the margin after each event: none is left without one,
-    none expires early. Time passing is simulated by lowering the TTLs, as in production."""
+    none expires early. Time passing is simulated by lowering the TTLs, as in production, and a
+    lowered retention setting by raising them."""
     keys = Keys(f"ret-{uuid.uuid4().hex[:8]}")
     raw = redis.Redis.from_url(stack.redis_url)
     retention = 3600
@@ -238,10 +239,13 @@ def test_a_visitors_keys_outlive_the_retention_and_a_burst_refreshes_them_once(s
             repeats = repeat_expires = 0
             pointers: list[str] = []
             for n in range(150):
-                lowered = n >= len(scripted) and rnd.random() < 0.15
-                if lowered:  # a while passes: every key's TTL has fallen below the retention
+                lowered = n >= len(scripted) and rnd.random() < 0.2
+                if lowered and rnd.random() < 0.75:  # a while passes: the TTLs fell below the retention
                     for k in expires():
                         raw.pexpire(k, retention * 1000 - rnd.randrange(1, 60_000))
+                elif lowered:  # the retention setting was lowered: the TTLs are the old, longer one's
+                    for k in expires():
+                        raw.pexpire(k, 30 * retention * 1000)
                 before = raw.info("commandstats").get("cmdstat_expire", {}).get("calls", 0)
                 ev = scripted[n] if n < len(scripted) else event(n)
                 (res,) = await store.resolve([ev])
