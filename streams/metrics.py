@@ -292,8 +292,8 @@ class Lag:
             self.shown.add(key)
 
     async def caught_up(self, consumer: Any, topic: str) -> list[int]:
-        """The partitions of ``topic`` assigned here that are processed to their end: at their
-        high-water mark, and every record fetched from them processed.
+        """The partitions of ``topic`` assigned here that are processed to their end, in order: at
+        their high-water mark, and every record fetched from them processed.
 
         "Every record fetched" is checked at each step between the fetch and the end of a
         batch, with the bookkeeping of :class:`streams.fastpath.Consumer`: every record
@@ -326,7 +326,7 @@ class Lag:
                 continue  # fetched for a stream, in its queue, or in a batch in hand
             if pos >= high:
                 out.append(tp.partition)
-        return out
+        return sorted(out)  # the assignment is a set: its order changes from run to run
 
     def forget(self, consumer: Any, revoked: Iterable[Any]) -> None:
         """Partitions revoked in a rebalance start afresh if they come back: the offsets noted
