@@ -21,6 +21,7 @@ local limits = rules.limits
 local memo_ttl = tonumber(ARGV[3])
 local anon_ttl = tonumber(rules.anon_ttl or 0)
 local anon_margin = tonumber(rules.anon_margin or 0)
+local anon_expiry = anon_ttl + anon_margin  -- seconds: the TTL retain() gives
 local merged_ttl = tonumber(rules.merged_ttl or 0)
 local anon_types = {}
 for _, t in ipairs(rules.anon_types or {}) do anon_types[t] = true end
@@ -67,7 +68,8 @@ local function touch(pid, ev, fresh)
   end
   local chk = k .. ':ch'
   local cur = tonumber(redis.call('HGET', chk, ev.ch))
-  if not cur or ev.ts > cur then redis.call('HSET', chk, ev.ch, ev.ts) end  -- the hash exists: every event writes it
+  -- the hash exists already (every event writes it): no TTL to give here
+  if not cur or ev.ts > cur then redis.call('HSET', chk, ev.ch, ev.ts) end
   if ev.tr then
     local tk = k .. ':traits'
     for name, v in pairs(ev.tr) do
@@ -134,25 +136,27 @@ end
 -- the profile is anonymous (anon_types), '0' once one is not. An anonymous-only profile's keys (meta,
 -- sub-keys and the index key of each of its identifiers) get a TTL of anon_ttl + anon_margin when an
 -- event resolves to it and their TTL has fallen below anon_ttl (or is above anon_ttl + anon_margin:
--- the retention was lowered since), so Redis removes the profile between
--- anon_ttl and anon_ttl + anon_margin after its last event, no scan needed; a visitor's burst of
--- events refreshes the keys once, not on every event (7 EXPIREs or more each). An event that may
--- have created a key (an identifier, a merge, a new trait field) refreshes them all. The event that makes it known PERSISTs them all: known profiles are kept until erased.
+-- the retention was lowered since), so Redis removes the profile between anon_ttl and
+-- anon_ttl + anon_margin after its last event, no scan needed; a visitor's burst of events
+-- refreshes the keys once, not on every event (7 EXPIREs or more each). An event that may have
+-- created a key (an identifier, a merge, a new trait field) refreshes them all. The event that
+-- makes it known PERSISTs them all: known profiles are kept until erased.
 -- an: the profile's 'an' as touch() read it. added: identifier types this event brought to pid (its
 -- new ids and the absorbed profiles' members). grew: touch() wrote a new trait field.
--- members: the profile's identifiers ('type:value') when the caller knows them (a new profile).
--- A profile without 'an' (new, or written before retention existed) is classified from its members.
-local function retain(pid, an, added, grew, members)
+-- A profile without 'an' (written before retention existed) is classified from its members; a new
+-- profile is classified where it is created (resolve_one, expire_new).
+local function retain(pid, an, added, grew)
   if anon_ttl <= 0 then return end
   if an == '0' then return end
   local k = pkey(pid)
+  local members = nil
   local known = false
   if an == '1' then
     for _, t in ipairs(added) do
       if not anon_types[t] then known = true; break end
     end
   else
-    members = members or redis.call('SMEMBERS', k .. ':ids')
+    members = redis.call('SMEMBERS', k .. ':ids')
     for _, m in ipairs(members) do
       if not anon_types[string.match(m, '^([^:]+):')] then known = true; break end
     end
@@ -176,24 +180,23 @@ local function retain(pid, an, added, grew, members)
     end
   end
   if an ~= '1' then redis.call('HSET', k, 'an', '1') end
-  local ttl = anon_ttl + anon_margin
-  redis.call('EXPIRE', k, ttl)
-  for _, sub in ipairs(SUBKEYS) do redis.call('EXPIRE', k .. sub, ttl) end
+  redis.call('EXPIRE', k, anon_expiry)
+  for _, sub in ipairs(SUBKEYS) do redis.call('EXPIRE', k .. sub, anon_expiry) end
   for _, m in ipairs(members or redis.call('SMEMBERS', k .. ':ids')) do
     local t, v = string.match(m, '^([^:]+):(.*)$')
-    redis.call('EXPIRE', ikey(t, v), ttl)
+    redis.call('EXPIRE', ikey(t, v), anon_expiry)
   end
 end
 
 -- A new anonymous-only profile: the TTL of retain() on the keys its event created (no merge or
 -- absorbed sets yet), without reading them back.
 local function expire_new(pid, ev, ids)
-  local k, ttl = pkey(pid), anon_ttl + anon_margin
-  redis.call('EXPIRE', k, ttl)
-  redis.call('EXPIRE', k .. ':ids', ttl)
-  redis.call('EXPIRE', k .. ':ch', ttl)
-  if ev.tr then redis.call('EXPIRE', k .. ':traits', ttl) end
-  for _, i in ipairs(ids) do redis.call('EXPIRE', ikey(i[1], i[2]), ttl) end
+  local k = pkey(pid)
+  redis.call('EXPIRE', k, anon_expiry)
+  redis.call('EXPIRE', k .. ':ids', anon_expiry)
+  redis.call('EXPIRE', k .. ':ch', anon_expiry)
+  if ev.tr then redis.call('EXPIRE', k .. ':traits', anon_expiry) end
+  for _, i in ipairs(ids) do redis.call('EXPIRE', ikey(i[1], i[2]), anon_expiry) end
 end
 
 -- The longest prefix of ev.ids that breaks no rule is kept (a single identifier always is).
@@ -275,11 +278,9 @@ local function resolve_one(ev)
         if not anon_types[i[1]] then an = '0'; break end
       end
     end
-    if an then
-      redis.call('HSET', pkey(pid), 'c', ev.ts, 'fs', ev.ts, 'ls', ev.ts, 'nm', 0, 'an', an)
-    else
-      redis.call('HSET', pkey(pid), 'c', ev.ts, 'fs', ev.ts, 'ls', ev.ts, 'nm', 0)
-    end
+    local meta = {'c', ev.ts, 'fs', ev.ts, 'ls', ev.ts, 'nm', 0}
+    if an then meta[#meta + 1] = 'an'; meta[#meta + 1] = an end
+    redis.call('HSET', pkey(pid), unpack(meta))
     attach(pid, new)
     touch(pid, ev, true)
     if an == '1' then expire_new(pid, ev, new) end
@@ -312,7 +313,7 @@ local function resolve_one(ev)
   end
   attach(survivor, new)
   local an, grew = touch(survivor, ev, false)
-  retain(survivor, an, added, grew, nil)
+  retain(survivor, an, added, grew)
   local outcome = 'matched'
   if #merges > 0 then outcome = 'merged' end
   return {survivor, outcome, 0, merges, dropped}
