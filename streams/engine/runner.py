@@ -20,7 +20,6 @@ import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 from rules.base import Outcome, Rule, RuleContext, Timer, TimerSpec, TriggerSpec
@@ -133,6 +132,8 @@ def _json_object(what: str, value: Any) -> JSONDict:
     """``value`` as the JSON object it will be stored as (a fresh copy), or :class:`InvalidOutcome`."""
     if not isinstance(value, dict):
         raise InvalidOutcome(f"{what} must be a dict, got {type(value).__name__}")
+    if not value:  # most timer payloads and many trigger contexts: no round trip for {}
+        return {}
     try:
         raw = dumps(value)
     except TypeError as exc:  # a set, an object, a non-str key, a too-deep nesting (orjson: 255)
@@ -351,7 +352,7 @@ class Engine:
     # ------------------------------------------------------------------ helpers
     def _ctx(self, pid: str, state: ProfileState, now: int) -> RuleContext:
         return RuleContext(
-            pid, now, frozenset(state.reach), state.country, computed=MappingProxyType(_copy(state.computed))
+            pid, now, frozenset(state.reach), state.country, computed=computed.RuleView(state.computed)
         )
 
     def _rule_state(self, state: ProfileState, rule: Rule) -> JSONDict:

@@ -6,6 +6,7 @@ same bytes (ids included); no wall-clock field is in a record.
 
 from __future__ import annotations
 
+import functools
 import uuid
 
 from streams.constants import CLOUDEVENTS_CONTENT_TYPE, CLOUDEVENTS_SPEC
@@ -21,8 +22,11 @@ ID_NAMESPACE = uuid.UUID("5b0f7a52-3c1e-4c1d-9a55-2f1f8f0c6a11")
 SOURCE_PREFIX = "urn:cxstream:rule:"
 
 
+@functools.lru_cache(maxsize=4096)
 def trigger_id(rule: str, version: int, key: str) -> str:
-    """Deterministic: the same rule, version and condition key give the same id."""
+    """Deterministic: the same rule, version and condition key give the same id. Cached: one
+    decision asks for it up to three times (its record, its activation, the profile's recent
+    triggers), and a uuid5 costs ~3 µs."""
     return str(uuid.uuid5(ID_NAMESPACE, f"{rule}|{version}|{key}"))
 
 
