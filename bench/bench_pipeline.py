@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import orjson
 
 from streams.intake import ms_to_iso
+from streams.pipeline.envelope import batched
 from streams.pipeline.records import InRecord, OutRecord
 from streams.runtime import Runtime, Stores
 from streams.settings import Settings, load_settings
@@ -82,13 +83,15 @@ async def bench_stages(settings: Settings, events: list[bytes], batch: int) -> N
         cpu[stage] += time.process_time() - c0
 
     n_src = settings.partitions
+    topic, max_request = settings.topic_profiled, settings.kafka_max_request_size
     for i in range(0, len(events), batch):
         recs = [
             InRecord(settings.topic_raw, (i + j) % n_src, (i + j) // n_src, None, v)
             for j, v in enumerate(events[i : i + batch])
         ]
         w0, c0 = time.perf_counter(), time.process_time()
-        out = await rt.intake.process(recs, int(time.time() * 1000))
+        # as a worker's intake writes them: one batch record per repartition partition
+        out = batched(await rt.intake.process(recs, int(time.time() * 1000)), topic, max_request)
         took("intake", w0, c0)
         prof = []
         for r in out:

@@ -42,7 +42,7 @@ from streams.exceptions import FatalError, fatal, where
 from streams.health import HEALTH
 from streams.kafka import client_options, send_all
 from streams.logs import bind_batch
-from streams.pipeline.envelope import kafka_partitioner
+from streams.pipeline.envelope import batched, kafka_partitioner
 from streams.pipeline.records import InRecord, OutRecord
 from streams.runtime import Runtime, Stores
 from streams.settings import Settings
@@ -145,6 +145,8 @@ def build_app(settings: Settings, stores: Stores | None = None) -> tuple[faust.A
 
             async def run(batch: list[InRecord] = batch) -> None:
                 out = await runtime.intake.process(batch, int(time.time() * 1000))
+                if settings.repartition_batches:  # one Kafka record per partition, not per event
+                    out = batched(out, settings.topic_profiled, settings.kafka_max_request_size)
                 await produce(out)
 
             await _finish("intake", run)

@@ -58,6 +58,12 @@ class Settings(BaseSettings):
         default=30.0, ge=1, le=1800, description="seconds; a dead worker's partitions move after this"
     )
     kafka_rebalance_timeout: float = Field(default=60.0, ge=1, le=1800)
+    repartition_batches: bool = Field(
+        default=True,
+        description="intake writes one <app_id>-profiled record per partition and batch (a 'b' record) "
+        "instead of one per event; false while a rolling upgrade from a version before it runs (those "
+        "workers cannot read 'b' records)",
+    )
     kafka_fetch_max_wait: float = Field(
         default=0.1,
         ge=0.005,

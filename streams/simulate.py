@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from streams.pipeline.envelope import batched
 from streams.pipeline.records import InRecord, OutRecord
 from streams.replay import key_of, lines
 from streams.runtime import Runtime, Stores
@@ -79,6 +80,9 @@ class LocalPipeline:
         out = await self.runtime.intake.process(
             batch, now_ms if now_ms is not None else int(time.time() * 1000)
         )
+        s = self.settings
+        if s.repartition_batches:  # as a worker writes them: one batch record per partition
+            out = batched(out, s.topic_profiled, s.kafka_max_request_size)
         self._route(out)
         await self._drain()
 

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +70,11 @@ def consume(
     want: int,
     timeout: float = 60.0,
     idle: float = 0.0,
+    size: Callable[[Any], int] | None = None,
 ) -> list[Any]:
     """Read ``topic`` from the beginning with confluent-kafka (independent of our aiokafka/faust stack)
-    until ``want`` records arrived (then ``idle`` more seconds of nothing) or ``timeout``."""
+    until ``want`` records arrived (then ``idle`` more seconds of nothing) or ``timeout``. ``size``:
+    how many records a message holds (default one; :func:`records_in` for the repartition topic)."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     c = Consumer(
@@ -87,17 +89,19 @@ def consume(
     parts = c.list_topics(topic, timeout=10).topics[topic].partitions
     c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
     out: list[Any] = []
+    n = 0
     deadline = time.monotonic() + timeout
     quiet_until = None
     try:
         while time.monotonic() < deadline:
             msg = c.poll(0.2)
             if msg is None or msg.error():
-                if len(out) >= want and (quiet_until is None or time.monotonic() >= quiet_until):
+                if n >= want and (quiet_until is None or time.monotonic() >= quiet_until):
                     break
                 continue
             out.append(msg)
-            if len(out) >= want:
+            n += 1 if size is None else size(msg)
+            if n >= want:
                 quiet_until = time.monotonic() + idle
     finally:
         c.close()
@@ -130,6 +134,17 @@ def keys_covering(partitions: int, prefix: str, sources: Iterable[int] | None = 
             found.setdefault(p, f"{prefix}{n}")
         n += 1
     return list(found.values())
+
+
+def profiled_records(msg: Any) -> list[Any]:
+    """The records (decoded) of a message of the repartition topic: one, or a batch's."""
+    d = orjson.loads(msg.value())
+    return list(d["r"]) if isinstance(d, dict) and d.get("k") == "b" else [d]
+
+
+def records_in(msg: Any) -> int:
+    """How many records a message of the repartition topic holds (``consume``'s ``size``)."""
+    return len(profiled_records(msg))
 
 
 def json_values(msgs: list[Any]) -> list[Any]:

@@ -27,11 +27,19 @@ async def run_report(
     if with_kpis:
         profiled = await read_topic(settings, settings.topic_profiled, within)
         kpis = kpi_report.kpis(
-            [r for r in profiled if isinstance(r, dict)],
+            [r for value in profiled for r in _flat(value) if isinstance(r, dict)],
             [d for d in decisions if isinstance(d, dict)],
             churn_days,
         )
     return format_report(decisions, conversions, as_json=as_json, kpis=kpis)
+
+
+def _flat(value: object) -> list[object]:
+    """A repartition record's records: those of a batch (``k`` ``b``, see
+    :func:`streams.pipeline.envelope.batched`), else itself."""
+    if isinstance(value, dict) and value.get("k") == "b" and isinstance(value.get("r"), list):
+        return list(value["r"])
+    return [value]
 
 
 def format_report(

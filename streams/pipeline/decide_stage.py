@@ -24,6 +24,7 @@ says so); a timer whose rule fails is retried after its lease lapses, up to
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -46,11 +47,13 @@ from streams.pipeline import decide_commit, decide_timers, envelope
 from streams.pipeline.decide_result import Commit, Result
 from streams.pipeline.envelope import (
     Envelope,
+    EnvelopeError,
     EraseRecord,
     EventRecord,
     ExpectRecord,
     HandOffRecord,
     IdleRecord,
+    Item,
     MergeRecord,
     ProfileRecord,
     WatermarkRecord,
@@ -115,62 +118,70 @@ class DecideStage:
     # ------------------------------------------------------------------ records
     async def process(self, batch: Sequence[InRecord]) -> Result:
         """The batch's records and commit. Never raises on a record: see the module docstring."""
-        skip: dict[int, Exception] = {}
+        items = envelope.unpack_all(batch)
+        # records that cannot be read are dead-lettered at once; the others are applied
+        skip: dict[int, Exception] = {
+            n: env for n, (_, _, _, env) in enumerate(items) if isinstance(env, EnvelopeError)
+        }
         while True:
             try:
-                res = await self._run(batch, skip)
+                res = await self._run(items, skip)
             except _RecordFailed as failed:
                 if isinstance(failed.exc, FatalError):
                     raise failed.exc from None
                 skip[failed.index] = failed.exc
                 continue  # again from the stored state, without that record
-            for i, exc in sorted(skip.items()):
-                res.records.append(self._dead_letter(batch[i], exc))
+            for n, exc in sorted(skip.items()):
+                res.records.append(self._dead_letter(items[n], exc))
             metrics.flush()  # the batch's per-event counts, once per label set
             return res
 
-    def _dead_letter(self, rec: InRecord, exc: Exception, rule: str | None = None) -> OutRecord:
+    def _dead_letter(self, item: Item, exc: Exception) -> OutRecord:
+        rec, index, wire, _ = item
         name = type(exc).__name__
         metrics.DEADLETTERED.labels(ErrorCode.PROCESSING_ERROR.value).inc()
         log.error(
-            "repartition record %s/%s/%s could not be applied (%s); dead-lettered, the batch went on",
+            "repartition record %s/%s/%s%s could not be applied (%s); dead-lettered, the batch went on",
             rec.topic,
             rec.partition,
             rec.offset,
+            "" if wire is None else f" (#{index} of its batch)",
             name,
         )
+        key, value = rec.key, rec.value or b""
+        if wire is not None:  # one record of a batch: its own bytes, under its profile
+            pid = wire.get("pid") if isinstance(wire, dict) else None
+            key = pid.encode() if isinstance(pid, str) else None
+            with contextlib.suppress(TypeError):  # deeper than orjson writes: the batch's bytes
+                value = dumps(wire)
         dl = DeadLetter(
             ErrorCode.PROCESSING_ERROR,
-            f"decide stage raised {name}",
-            rec.key,
-            rec.value or b"",
+            f"decide stage raised {name}" + ("" if wire is None else f" on record {index} of a batch"),
+            key,
+            value,
             SourceRef(rec.topic, rec.partition, rec.offset),
             stage="decide",
-            rule=rule,
             exception=name,
         )
         return OutRecord(self.topics.deadletter, dl.key, dl.value, None, dl.headers())
 
-    async def _run(self, batch: Sequence[InRecord], skip: dict[int, Exception]) -> Result:
+    async def _run(self, items: Sequence[Item], skip: dict[int, Exception]) -> Result:
         res = Result()
-        parsed: list[tuple[int, InRecord, Envelope]] = []
-        for i, rec in enumerate(batch):
-            if i in skip:
-                continue
-            try:
-                env = envelope.parse(rec.value or b"")
-            except Exception as exc:
-                raise _RecordFailed(i, exc) from exc
-            parsed.append((i, rec, env))
-        pids = {e.profile_id for _, _, e in parsed if not isinstance(e, WatermarkRecord | IdleRecord)}
+        pids = {
+            e.profile_id
+            for n, (_, _, _, e) in enumerate(items)
+            if n not in skip and not isinstance(e, WatermarkRecord | IdleRecord | EnvelopeError)
+        }
         cache, unreadable = await self._load(pids)
-        for i, rec, env in parsed:
+        for n, (rec, index, _, env) in enumerate(items):
+            if n in skip or isinstance(env, EnvelopeError):  # (every unreadable record is in skip)
+                continue
             try:
                 if not isinstance(env, WatermarkRecord | IdleRecord) and env.profile_id in unreadable:
                     raise unreadable[env.profile_id]
-                await self._apply(res, cache, rec, env)
+                await self._apply(res, cache, rec, index, env)
             except Exception as exc:
-                raise _RecordFailed(i, exc) from exc
+                raise _RecordFailed(n, exc) from exc
         return res
 
     async def _load(self, pids: set[str]) -> tuple[dict[str, ProfileState], dict[str, Exception]]:
@@ -193,7 +204,9 @@ class DecideStage:
                 bad[pid] = exc
         return cache, bad
 
-    async def _apply(self, res: Result, cache: dict[str, ProfileState], rec: InRecord, env: Envelope) -> None:
+    async def _apply(
+        self, res: Result, cache: dict[str, ProfileState], rec: InRecord, index: int, env: Envelope
+    ) -> None:
         """Apply one record: the clock records directly; a profile's record to its state (once:
         redelivered offsets are skipped; merged away: forwarded to the survivor), by its kind."""
         if isinstance(env, WatermarkRecord):
@@ -206,7 +219,8 @@ class DecideStage:
         if pid not in cache:
             cache.update(await self.states.load([pid]))
         state = cache[pid]
-        if rec.offset <= state.applied_offset:
+        off = rec.offset
+        if off < state.applied_offset or (off == state.applied_offset and index <= state.applied_index):
             return  # applied before a crash; its records were produced then
         if isinstance(env, MergeRecord) and (state.merged_into or env.merged_into == pid):
             # Merged away already: a merge announced again (its intake batch was processed again,
@@ -216,7 +230,7 @@ class DecideStage:
         if state.merged_into and not isinstance(env, EraseRecord):
             self._forward(res, state.merged_into, env)
             return
-        state.applied_offset = rec.offset
+        state.applied_offset, state.applied_index = off, index
         res.commit.states[pid] = state
         p = rec.partition
         match env:
@@ -386,6 +400,7 @@ class DecideStage:
     ) -> None:
         payload = loads(state.to_json())
         payload.pop("off", None)
+        payload.pop("oi", None)
         res.records.append(
             envelope.to_profile(
                 self.topics.profiled, into, envelope.handoff_record(into, pid, payload, ts), self.partitions

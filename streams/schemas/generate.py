@@ -97,7 +97,9 @@ def asyncapi(settings: Settings | None = None) -> dict[str, Any]:
             "summary": "internal: resolved events, merge hand-offs, watermarks, erasures",
             "contentType": "application/json",
             "payload": _payload("profiled-record"),
-            "bindings": _kafka_key("the profile id (watermark markers: no key, sent to every partition)"),
+            "bindings": _kafka_key(
+                "the profile id (watermark markers and batches of records: no key, placed on a partition)"
+            ),
         },
         "trigger": {
             "name": "Trigger",

@@ -250,7 +250,8 @@ class EraseRecord(TypedDict):
     pid: ProfileId
 
 
-ProfiledRecord = Annotated[
+#: one record of the repartition topic (also one inside a batch)
+OneProfiledRecord = Annotated[
     EventRecord
     | ExpectRecord
     | MergeRecord
@@ -261,6 +262,18 @@ ProfiledRecord = Annotated[
     | EraseRecord,
     Field(discriminator="k"),
 ]
+
+
+@with_config(_CLOSED)
+class BatchRecord(TypedDict):
+    """Records for one repartition partition, in order: what a worker's intake writes, one Kafka
+    record per partition and batch (no key)."""
+
+    k: Literal["b"]
+    r: Annotated[list[OneProfiledRecord], Field(min_length=1)]
+
+
+ProfiledRecord = Annotated[OneProfiledRecord | BatchRecord, Field(discriminator="k")]
 
 
 # ---------------------------------------------------------------------------------------- output

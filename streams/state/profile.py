@@ -55,12 +55,17 @@ class ProfileState:
     merged_into: str | None = None
     #: offset of the last repartition record applied to this profile (redelivery is a no-op)
     applied_offset: int = -1
+    #: and its index, if that Kafka record was a batch of records (``b``, see
+    #: :mod:`streams.pipeline.envelope`); 0 for a record of its own
+    applied_index: int = 0
     #: open exposures: decided triggers waiting for a conversion (``streams.measure.exposures``)
     expo: list[JSONDict] = field(default_factory=list)
 
     def become_tombstone(self, merged_into: str) -> None:
         """Forget everything but the applied offset, and point at the survivor."""
-        fresh = ProfileState(merged_into=merged_into, applied_offset=self.applied_offset)
+        fresh = ProfileState(
+            merged_into=merged_into, applied_offset=self.applied_offset, applied_index=self.applied_index
+        )
         for f in fields(self):
             setattr(self, f.name, getattr(fresh, f.name))
 
@@ -94,6 +99,7 @@ class ProfileState:
 #: version (``off``, ``into``, ``cool``, ``tpay``): kept so that states in Redis stay readable.
 STORED_KEYS: Final[dict[str, str]] = {
     "applied_offset": "off",
+    "applied_index": "oi",
     "consent": "consent",
     "rules": "rules",
     "timers": "timers",

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from helpers import person_keys
+from helpers import person_keys, profiled_records
 
 from streams.demo import DEMO_FILE
 from streams.replay import lines
@@ -259,11 +259,11 @@ def profiled_sources(settings: Settings, msgs: Iterable[Any]) -> set[tuple[int, 
     """(partition, offset) of every raw input that reached the repartition topic as an ``ev``."""
     out = set()
     for m in msgs:
-        d = orjson.loads(m.value())
-        if d.get("k") == "ev":
-            src = d["ev"].get("source")
-            if src and src[0] == settings.topic_raw:
-                out.add((src[1], src[2]))
+        for d in profiled_records(m):  # one record, or a batch's
+            if d.get("k") == "ev":
+                src = d["ev"].get("source")
+                if src and src[0] == settings.topic_raw:
+                    out.add((src[1], src[2]))
     return out
 
 

@@ -646,7 +646,7 @@ def test_a_source_back_from_another_worker_is_reported_idle_again(
     cart on every source (w1 processes them all); round 2, with w2 in the group, moves only
     w2's sources on to +10 min; w2 leaves; round 3 moves only w1's own sources on to +60 min.
     The carts (due +30 min) fire only once w2's former sources, idle at +10 min, count as idle."""
-    from helpers import consume, keys_covering, produce
+    from helpers import consume, keys_covering, produce, records_in
 
     from streams.constants import MINUTE_MS
     from streams.intake import ms_to_iso
@@ -676,7 +676,7 @@ def test_a_source_back_from_another_worker_is_reported_idle_again(
         fleet.wait_settled()
         carts = keys_covering(n, "cart")
         produce(s, s.topic_raw, [event(u, t0, "Product Added", 0) for u in carts])
-        consume(s, s.topic_profiled, want=len(carts), timeout=60)  # w1 has them all
+        consume(s, s.topic_profiled, want=len(carts), timeout=60, size=records_in)  # w1 has them all
         w2 = fleet.start("w2")
         fleet.wait_settled()
         moved = raw_of(w2)
@@ -684,7 +684,9 @@ def test_a_source_back_from_another_worker_is_reported_idle_again(
         produce(
             s, s.topic_raw, [event(u, t0 + 10 * MINUTE_MS, "Page", 1) for u in keys_covering(n, "two", moved)]
         )
-        consume(s, s.topic_profiled, want=len(carts) + len(moved), timeout=60)  # round 2 through intake
+        consume(
+            s, s.topic_profiled, want=len(carts) + len(moved), timeout=60, size=records_in
+        )  # round 2 through intake
         time.sleep(1)  # its offsets committed (every second)
         fleet.sigterm(w2)
         fleet.wait_settled()

@@ -10,7 +10,16 @@ from pathlib import Path
 
 import orjson
 import pytest
-from helpers import consume, json_values, keys_covering, kill9, produce, running_worker
+from helpers import (
+    consume,
+    json_values,
+    keys_covering,
+    kill9,
+    produce,
+    profiled_records,
+    records_in,
+    running_worker,
+)
 
 from streams.constants import DAY_MS, MINUTE_MS, Keys
 from streams.intake import ms_to_iso
@@ -236,19 +245,21 @@ def test_records_waiting_in_the_worker_are_not_reported_idle(
             produce(s, s.topic_raw, [(str(e["userId"]).encode(), orjson.dumps(e)) for e in events])
             fetched_by = time.time() * 1000 + 1500  # fetched by then (the fetch waits 0.1 s)
             # every event, then idle markers (16 a report, every 2 s) for the 4 sources on the 4 partitions
-            msgs = consume(s, s.topic_profiled, want=len(events) + 64, timeout=120)
+            msgs = consume(s, s.topic_profiled, want=len(events) + 64, timeout=120, size=records_in)
             assert proc.poll() is None, log.read_text()[-3000:]
     finally:
         redis.stop()
     early: dict[int, set[int]] = {}  # partition -> sources reported idle while their records waited
     seen = 0
     for m in sorted(msgs, key=lambda m: (m.partition(), m.offset())):
-        rec = orjson.loads(m.value())
-        if rec["k"] == "idle" and m.timestamp()[1] > fetched_by:
-            early.setdefault(m.partition(), set()).add(rec["src"])
-        elif rec["k"] == "ev":
-            seen += 1
-            src = rec["ev"]["source"][1]
-            assert src not in early.get(m.partition(), set()), f"source {src} reported idle before its events"
+        for rec in profiled_records(m):
+            if rec["k"] == "idle" and m.timestamp()[1] > fetched_by:
+                early.setdefault(m.partition(), set()).add(rec["src"])
+            elif rec["k"] == "ev":
+                seen += 1
+                src = rec["ev"]["source"][1]
+                assert src not in early.get(m.partition(), set()), (
+                    f"source {src} reported idle before its events"
+                )
     assert seen == len(events)
     assert all(early.get(p) == {0, 1, 2, 3} for p in range(4)), early  # it did report them, at the end

@@ -28,6 +28,7 @@ from prometheus_client import REGISTRY
 
 from streams.engine import registry
 from streams.intake import ErrorCode, ms_to_iso, parse_time_ms
+from streams.pipeline import envelope
 from streams.pipeline.records import OutRecord
 from streams.settings import Settings
 from streams.simulate import LocalPipeline
@@ -416,12 +417,13 @@ def check(raws: list[bytes], s: Settings = SETTINGS) -> None:
             assert r.value == raws[off], "a dead letter must keep the original bytes"
             assert off not in ends, (off, ends[off], code)
             ends[off] = code
-        elif r.topic == s.topic_profiled:
-            doc = orjson.loads(r.value)
-            if doc["k"] == "ev":
-                off = doc["ev"]["source"][2]
-                assert off not in ends, (off, ends[off], "ev")
-                ends[off] = "ev"
+        elif r.topic == s.topic_profiled:  # one by one, or a batch of them (envelope.batched)
+            for _, rec in envelope.unpack(r.value):
+                assert not isinstance(rec, envelope.EnvelopeError), rec
+                if isinstance(rec, envelope.EventRecord):
+                    off = rec.event["source"][2]
+                    assert off not in ends, (off, ends[off], "ev")
+                    ends[off] = "ev"
     assert set(ends) <= set(range(len(raws)))
     assert len(ends) + dups == len(raws), (ends, dups, len(raws))
 

@@ -31,7 +31,8 @@ def test_a_state_stored_by_the_previous_version_loads_with_nothing_lost() -> Non
     assert s.fails == {"inactive_45d|idle": 1} and s.since == 777 and s.country == "FR"
     assert s.buffer == [{"k": "ev", "pid": "p1", "ev": {"type": "track"}, "rx": 5}]
     # every stored key was read into some attribute, and it is written back the same, byte for byte
-    assert set(orjson.loads(OLD_STORED)) == set(STORED_KEYS.values())
+    # (but ``oi``, newer: the index of the last record applied within a batch record, left out at 0)
+    assert set(orjson.loads(OLD_STORED)) == set(STORED_KEYS.values()) - {"oi"}
     assert s.to_json() == dumps(orjson.loads(OLD_STORED))  # the writer sorts keys
 
 
