@@ -156,7 +156,7 @@ def build_app(settings: Settings, stores: Stores | None = None) -> tuple[faust.A
 
     @app.agent(profiled, name="decide", concurrency=1)
     async def decide(stream: Any) -> None:
-        async for events in _take(stream, settings):
+        async for events in _take(stream, settings, fastpath.records_weight):
             start = time.perf_counter()
             batch = _records(events)
             bind_batch("decide", events)
@@ -239,7 +239,9 @@ async def _until_done(stage: str, run: Callable[[], Awaitable[None]]) -> None:
             delay = min(delay * 2, RETRY_CAP)
 
 
-def _take(stream: Any, settings: Settings) -> AsyncIterator[Sequence[Any]]:
+def _take(
+    stream: Any, settings: Settings, weight: Callable[[Any], int] | None = None
+) -> AsyncIterator[Sequence[Any]]:
     """``stream.take_events`` (``streams.fastpath.Stream``'s), acked only once the body is done
     with the batch.
 
@@ -251,7 +253,7 @@ def _take(stream: Any, settings: Settings) -> AsyncIterator[Sequence[Any]]:
     (:func:`_finish`). If that happened after the last commit, the batch would only be
     delivered again.
     """
-    batches = stream.take_events(settings.batch_size, settings.batch_within)
+    batches = stream.take_events(settings.batch_size, settings.batch_within, weight)
     tracked = getattr(stream, "_active_agens", None)
     if tracked is not None:
         tracked.discard(batches)

@@ -171,3 +171,9 @@ class Keys:
 def dedupe_bucket(message_id: str) -> int:
     """Which of the ``DEDUPE_BUCKETS`` hash tags holds a messageId's marker (stable everywhere)."""
     return zlib.crc32(message_id.encode()) % DEDUPE_BUCKETS
+
+
+#: the header of a batch record of the repartition topic that says how many records it holds
+#: (``streams.pipeline.envelope.batched``); the decide stage's batch size counts records, not
+#: Kafka messages (``streams.fastpath.records_weight``)
+RECORDS_HEADER = "cx-records"

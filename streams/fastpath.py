@@ -39,6 +39,8 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types.tuples import TP, ack_lock
 from mode import Seconds, Service, want_seconds
 
+from streams.constants import RECORDS_HEADER
+
 #: faust-streaming versions whose ``Consumer._drain_messages`` this module replaces, and the
 #: SHA-256 of that method's source in them (``tests/test_faust_pin.py`` checks both)
 TESTED_FAUST = {"0.15.3": "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417"}
@@ -371,9 +373,13 @@ class Stream(faust.Stream[Any]):
     Installed through faust's documented ``Stream`` app setting; pinned like the consumer.
     """
 
-    async def take_events(self, max_: int, within: Seconds) -> AsyncGenerator[Sequence[Any], None]:
+    async def take_events(
+        self, max_: int, within: Seconds, weight: Callable[[Any], int] | None = None
+    ) -> AsyncGenerator[Sequence[Any], None]:
         """Batches of at most ``max_`` events: yielded when full, or ``within`` seconds after
-        their first event, whichever comes first."""
+        their first event, whichever comes first. ``weight``: what an event counts for towards
+        ``max_`` (default 1; a batch record of the repartition topic counts its records, see
+        :func:`records_weight`), so a batch may pass ``max_`` by its last event's weight less one."""
         await self.maybe_start()
         self._finalized = True
         queue = cast(Any, aiter(self.channel)).queue  # the iterator clone the conductor delivers to
@@ -388,7 +394,8 @@ class Stream(faust.Stream[Any]):
         events: list[Any] = []
         while not self.should_stop:
             deadline = 0.0  # set by the batch's first event
-            while len(events) < max_:
+            n = 0
+            while n < max_:
                 try:
                     if not empty():
                         event = get_nowait()  # raises what the channel was thrown (a decode error)
@@ -416,12 +423,25 @@ class Stream(faust.Stream[Any]):
                 if not events:
                     deadline = clock() + secs
                 events.append(event)
+                n += 1 if weight is None else weight(event)
             if events:
                 try:
                     yield list(events)
                 finally:
                     _ack(events, consumer)
                     events.clear()
+
+
+def records_weight(event: Any) -> int:
+    """How many records a message holds: its ``cx-records`` header, else one (``take_events``'s
+    ``weight`` for the decide stage, whose batch size counts records, not Kafka messages)."""
+    for key, value in event.message.headers or ():
+        if key == RECORDS_HEADER:
+            try:
+                return max(1, int(value))
+            except ValueError:
+                return 1
+    return 1
 
 
 def _ack(events: Sequence[Any], consumer: Any) -> None:

@@ -21,6 +21,7 @@ import pytest
 from faust.transport.consumer import Consumer as FaustConsumer
 
 from streams import fastpath
+from streams.constants import RECORDS_HEADER
 
 
 def test_installed_faust_is_a_tested_version() -> None:
@@ -173,7 +174,7 @@ def test_replaced_take_events_is_unchanged() -> None:
 
 
 def _take_here(
-    values: list[int], max_: int, suspend_after: int | None = None
+    values: list[int], max_: int, suspend_after: int | None = None, weighted: bool = False
 ) -> tuple[list[list[int]], list[int]]:
     """Send ``values`` into an in-memory channel of a cxstream app and take them in batches of
     at most ``max_`` until none come within a wait; after ``suspend_after`` batches the flow is
@@ -191,13 +192,17 @@ def _take_here(
         assert isinstance(stream, fastpath.Stream)
         app.flow_control.resume()  # as the consumer does once partitions are assigned
         gen = app.consumer_generation_id
+
+        def headers(v: int) -> Any:  # weighted: each event says it holds v records
+            return [(RECORDS_HEADER, str(v).encode())] if weighted else {}
+
         sent = [
-            Event(app, None, v, {}, Message("t", 0, v, 0.0, 0, {}, None, v, None, generation_id=gen))
+            Event(app, None, v, {}, Message("t", 0, v, 0.0, 0, headers(v), None, v, None, generation_id=gen))
             for v in values
         ]
         for event in sent:
             stream.channel.queue.put_nowait(event)
-        batches = stream.take_events(max_, 0.05)
+        batches = stream.take_events(max_, 0.05, fastpath.records_weight if weighted else None)
         out: list[list[int]] = []
         while True:
             try:
@@ -216,14 +221,14 @@ def _take_here(
 
 
 def _take(
-    values: list[int], max_: int, suspend_after: int | None = None
+    values: list[int], max_: int, suspend_after: int | None = None, weighted: bool = False
 ) -> tuple[list[list[int]], list[int]]:
     """:func:`_take_here` in a fresh interpreter: faust's app, built there and never started,
     leaves an event loop and sockets behind that the garbage collector would report in a later
     test. Returns the batches' values and the values of the events acked."""
     code = (
         "import json, test_faust_pin as t; "
-        f"print(json.dumps(t._take_here({values!r}, {max_!r}, {suspend_after!r})))"
+        f"print(json.dumps(t._take_here({values!r}, {max_!r}, {suspend_after!r}, {weighted!r})))"
     )
     run = subprocess.run(
         [sys.executable, "-W", "ignore", "-c", code],
@@ -242,6 +247,16 @@ def test_take_events_takes_full_batches_then_what_came_within_the_wait() -> None
     out, acked = _take(list(range(7)), 3)
     assert out == [[0, 1, 2], [3, 4, 5], [6]]
     assert acked == list(range(7))  # every batch acked once the body moved on
+
+
+def test_the_decide_batch_counts_the_records_inside_batch_records() -> None:
+    """A batch record of the repartition topic counts its records (``cx-records``) towards the
+    batch size, so a decide batch stays near ``CXSTREAM_BATCH_SIZE`` records whatever the
+    number of Kafka messages; a message without the header counts one."""
+    out, acked = _take([3, 5, 1, 4, 2], 6, weighted=True)
+    assert out == [[3, 5], [1, 4, 2]]
+    assert acked == [3, 5, 1, 4, 2]
+    assert _take([3, 5, 1, 4, 2], 6)[0] == [[3, 5, 1, 4, 2]]  # unweighted: five events
 
 
 def test_take_events_skips_what_a_rebalance_suspended_without_acking_it() -> None:

@@ -43,6 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from streams.constants import RECORDS_HEADER
 from streams.frozen import fast_init
 from streams.model import Event, JSONDict, dumps, loads
 from streams.pipeline.records import InRecord, OutRecord
@@ -230,7 +231,8 @@ def _batch(chunk: list[OutRecord]) -> OutRecord:
         return chunk[0]
     first = chunk[0]
     value = b'{"k":"b","r":[' + b",".join(r.value for r in chunk) + b"]}"
-    return OutRecord(first.topic, None, value, first.partition)
+    # how many records it holds: the decide stage's batch counts records (fastpath.records_weight)
+    return OutRecord(first.topic, None, value, first.partition, [(RECORDS_HEADER, str(len(chunk)).encode())])
 
 
 def from_wire(d: Any) -> Envelope:

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rules.base import Outcome, Rule, RuleContext, TriggerSpec
+from streams.constants import RECORDS_HEADER
 from streams.engine.runner import Engine
 from streams.intake.normalize import ms_to_iso
 from streams.model import Event, JSONDict
@@ -92,7 +93,9 @@ def test_batched_keeps_each_partitions_order_and_leaves_other_records_alone() ->
         if r is lone:
             continue
         assert r.key is None and orjson.loads(r.value)["k"] == "b"
-        got.setdefault(r.partition or 0, []).extend(w["i"] for w, _ in envelope.unpack(r.value))
+        items = envelope.unpack(r.value)
+        assert r.headers == [(RECORDS_HEADER, str(len(items)).encode())]  # the decide batch counts them
+        got.setdefault(r.partition or 0, []).extend(w["i"] for w, _ in items)
     assert got == {p: list(range(p, 30, 3)) for p in range(3)}
 
 
