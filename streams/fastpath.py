@@ -435,11 +435,12 @@ class Stream(faust.Stream[Any]):
 def records_weight(event: Any) -> int:
     """How many records a message holds: its ``cx-records`` header, else one (``take_events``'s
     ``weight`` for the decide stage, whose batch size counts records, not Kafka messages)."""
-    for key, value in event.message.headers or ():
+    headers = event.message.headers or ()
+    for key, value in headers.items() if isinstance(headers, dict) else headers:
         if key == RECORDS_HEADER:
             try:
                 return max(1, int(value))
-            except ValueError:
+            except (TypeError, ValueError):  # not a count: one, as a record of its own
                 return 1
     return 1
 
