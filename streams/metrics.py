@@ -206,7 +206,7 @@ def measured_rules(rules: Iterable[str], converting: Iterable[str]) -> None:
 
 def person_label(reach: Iterable[str]) -> str:
     """``known`` if the identifier types ``reach`` name a person, else ``anonymous``."""
-    return "known" if any(t not in ANONYMOUS_TYPES for t in reach) else "anonymous"
+    return "anonymous" if ANONYMOUS_TYPES.issuperset(reach) else "known"
 
 
 def statement_label(consent: Mapping[str, Any], purposes: Iterable[str]) -> str:

@@ -7,6 +7,7 @@ Each has ``to_json`` / ``from_json`` for the internal repartition topic.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -115,7 +116,7 @@ class Event:
             call=d["call"],
             ts=d["ts"],
             channel=d["channel"],
-            identifiers=tuple(Identifier(t, v) for t, v in d["identifiers"]),
+            identifiers=tuple(itertools.starmap(Identifier, d["identifiers"])),  # [type, value] pairs
             name=d.get("name"),
             received_ts=d.get("receivedTs", 0),
             properties=d.get("properties") or {},

@@ -53,7 +53,8 @@ class Facts:
 
 
 def known(types: Iterable[str]) -> bool:
-    return any(t not in ANONYMOUS_TYPES for t in types)
+    """Whether one of the identifier types ``types`` names a person (not only anonymous ones)."""
+    return not ANONYMOUS_TYPES.issuperset(types)  # in C: ~4x a generator's any(), twice an event
 
 
 def facts(reach: Iterable[str], computed: JSONDict) -> Facts:
@@ -62,7 +63,7 @@ def facts(reach: Iterable[str], computed: JSONDict) -> Facts:
     act = computed.get("act")
     return Facts(
         known(reach),
-        sum(1 for c in ch if c not in NOT_CHANNELS) if isinstance(ch, dict) else 0,
+        len(ch.keys() - NOT_CHANNELS) if isinstance(ch, dict) else 0,
         int(computed.get("orders", 0)),
         int(act) if isinstance(act, int) else None,
     )
