@@ -173,7 +173,8 @@ def build_app(settings: Settings, stores: Stores | None = None) -> tuple[faust.A
 
             await _finish("decide", run)
             _done(lag, events)
-            metrics.BATCH_SIZE.labels("decide").observe(len(events))
+            # records, not Kafka messages: a batch record counts what it holds
+            metrics.BATCH_SIZE.labels("decide").observe(sum(map(fastpath.records_weight, events)))
             metrics.PROCESSING_SECONDS.labels("decide").observe(time.perf_counter() - start)
 
     @app.timer(settings.timer_tick)  # type: ignore[untyped-decorator]  # faust is untyped
