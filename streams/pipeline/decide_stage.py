@@ -5,7 +5,7 @@ in order, and return the records to produce plus a :class:`Commit` of state and 
 changes. The caller produces first, waits for the acks, then calls :meth:`commit`; a
 crash in between redelivers the batch, which recomputes the same records (same ids),
 and records already applied to a profile (``state.applied_offset``) are skipped. Each record
-is parsed once into a typed record (:func:`streams.pipeline.envelope.parse`) and applied by the
+is parsed once into a typed record (:func:`streams.pipeline.envelope.unpack`) and applied by the
 method of its kind (``_on_event``, ``_on_expect``, ``_on_merge``, ``_on_hand_off``, ``_on_erase``,
 ``_on_watermark``, ``_on_idle``); timers are in :mod:`streams.pipeline.decide_timers`.
 

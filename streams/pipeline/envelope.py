@@ -2,8 +2,9 @@
 
 On the wire each record is a JSON object whose ``k`` says its kind; the wire keys are short and
 stable (``schemas/profiled-record.schema.json``): records written by an older version are still
-in flight during a rolling upgrade and must be read. In code, :func:`parse` turns the bytes into
-one of the typed records below, once, and raises :class:`EnvelopeError` on anything else.
+in flight during a rolling upgrade and must be read. In code, :func:`unpack` turns the bytes into
+one of the typed records below (or those of a batch), once, and gives an :class:`EnvelopeError`
+for anything else.
 
 =========  ==================  ==============================================================
 ``k``      record              meaning
@@ -149,16 +150,6 @@ ProfileRecord = EventRecord | ExpectRecord | MergeRecord | HandOffRecord | Erase
 Envelope = ProfileRecord | WatermarkRecord | IdleRecord
 
 
-def parse(raw: bytes) -> Envelope:
-    """The typed record of a repartition record's value (not a batch: :func:`unpack` reads
-    both); raises :class:`EnvelopeError` (saying what is wrong, never a value) on anything else."""
-    try:
-        d = loads(raw)
-    except Exception as exc:
-        raise EnvelopeError(f"not JSON ({type(exc).__name__})") from None
-    return from_wire(d)
-
-
 #: a record of :func:`unpack`: its wire object inside a batch (``None`` for a record of its
 #: own), and its typed record, or why it cannot be applied
 Unpacked = tuple[Any, "Envelope | EnvelopeError"]
@@ -236,7 +227,7 @@ def _batch(chunk: list[OutRecord]) -> OutRecord:
 
 
 def from_wire(d: Any) -> Envelope:
-    """The typed record of a decoded wire object (as :func:`parse`; also for records held in a
+    """The typed record of a decoded wire object (as :func:`unpack`; also for records held in a
     profile's ``buffer``, which keeps the wire form). Raises :class:`EnvelopeError`."""
     if not isinstance(d, dict) or not isinstance(d.get("k"), str):
         raise EnvelopeError("not a repartition envelope (no kind 'k')")
