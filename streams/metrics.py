@@ -193,6 +193,28 @@ def channel_label(channel: str) -> str:
     return channel if channel in _channels else "other"
 
 
+def program_series(calls: Iterable[str], codes: Iterable[str]) -> None:
+    """Start the program-health series (docstring above) at 0, every label value they can take:
+    the known channels (and ``other``) by call type, the dead-letter ``codes``, both persons and
+    both consent statements.
+
+    Prometheus takes a series' first sample as where ``increase`` and ``rate`` start: a series
+    born with its first count loses that count. And a worker that takes a burst between two
+    scrapes (a replay, a backlog after a deploy) gives every ratio 0/0, NaN, on the dashboard.
+    Call after :func:`known_channels`; before the metrics endpoint serves, so the first scrape
+    has them."""
+    calls = list(calls)
+    for channel in (*_channels, "other"):
+        for call in calls:
+            EVENTS_IN.labels(channel, call)
+    for code in codes:
+        DEADLETTERED.labels(code)
+    for person in ("known", "anonymous"):
+        EVENTS_RESOLVED.labels(person)
+    for statement in ("explicit", "none"):
+        DECISION_CONSENT.labels(statement)
+
+
 def measured_rules(rules: Iterable[str], converting: Iterable[str]) -> None:
     """Start the measurement series of the enabled rules at 0 (triggers of both groups; conversions
     of the rules that define conversion events), so a rate over them counts their first events."""

@@ -25,6 +25,7 @@ from streams.identity.memory import MemoryIdentityStore
 from streams.identity.redis_store import RedisIdentityStore
 from streams.intake import Intake, IntakeConfig
 from streams.intake.dedupe import DedupeStore, MemoryDedupeStore, RedisDedupeStore
+from streams.intake.errors import ErrorCode
 from streams.measure.activity import (
     CHANGED_REFRESH_SECONDS,
     REFRESH_SECONDS,
@@ -32,6 +33,7 @@ from streams.measure.activity import (
     MemoryActivityStore,
     RedisActivityStore,
 )
+from streams.model import CALL_TYPES
 from streams.pipeline.decide_stage import DecideStage, DecideTopics, Result
 from streams.pipeline.intake_stage import IntakeStage, IntakeTopics
 from streams.pipeline.records import OutRecord
@@ -88,6 +90,13 @@ class Stores:
         )
 
 
+def count_from_zero(policy: Policy) -> None:
+    """The policy's channels become the only channel names kept as metric labels, and the
+    program-health series start at 0 (:func:`streams.metrics.program_series`)."""
+    metrics.known_channels(policy.channels)
+    metrics.program_series(CALL_TYPES, (code.value for code in ErrorCode))
+
+
 class Runtime:
     """The two stages, wired to stores and a policy."""
 
@@ -95,7 +104,7 @@ class Runtime:
         self.settings = settings
         self.stores = stores
         self.policy = policy or load_policy(settings.policy_file)
-        metrics.known_channels(self.policy.channels)  # the only channel names kept as metric labels
+        count_from_zero(self.policy)
         self.rules = registry.load(settings.rules, settings=settings)
         shadow = registry.load_shadow(settings.shadow_rules, self.rules, settings=settings)
         self.engine = Engine(self.rules, self.policy, shadow)

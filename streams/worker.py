@@ -36,8 +36,9 @@ def preflight(settings: Settings) -> None:
     """What can be checked without the network: the policy and the rules (segments included)."""
     from streams.consent.policy import load_policy
     from streams.engine import registry
+    from streams.runtime import count_from_zero
 
-    load_policy(settings.policy_file)
+    count_from_zero(load_policy(settings.policy_file))  # before the metrics endpoint serves
     registry.load(settings.rules, settings=settings)
 
 

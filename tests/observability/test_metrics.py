@@ -9,6 +9,9 @@ import pytest
 from prometheus_client import REGISTRY
 
 from streams import metrics
+from streams.consent.policy import DEFAULT_POLICY
+from streams.intake.errors import ErrorCode
+from streams.runtime import count_from_zero
 from streams.testing import at, run_journey, segment
 
 
@@ -79,6 +82,29 @@ class FakeConsumer:
 
     async def position(self, tp: Any) -> int:
         return self.pos[(tp.topic, tp.partition)]
+
+
+def test_the_program_health_series_start_at_zero_before_any_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ratio over series that a burst creates between two scrapes would be 0/0 on the dashboard
+    (Prometheus's increase() starts at a series' first sample): they exist, at 0, from start-up."""
+    monkeypatch.setattr(metrics, "_channels", set(metrics.CONTRACT_CHANNELS))
+    policy = DEFAULT_POLICY.model_copy(
+        update={"channels": {**DEFAULT_POLICY.channels, "kiosk_zq": "marketing"}}
+    )
+    count_from_zero(policy)
+    for call in ("identify", "track", "page", "screen", "group", "alias"):
+        kiosk = {"channel": "kiosk_zq", "call": call}  # a policy's channel, never seen in any event
+        assert REGISTRY.get_sample_value("cxstream_events_in_total", kiosk) == 0, call
+        other = {"channel": "other", "call": call}
+        assert REGISTRY.get_sample_value("cxstream_events_in_total", other) is not None, call
+    for code in ErrorCode:
+        assert REGISTRY.get_sample_value("cxstream_deadletter_total", {"code": code.value}) is not None
+    for person in ("known", "anonymous"):
+        assert REGISTRY.get_sample_value("cxstream_events_resolved_total", {"person": person}) is not None
+    for statement in ("explicit", "none"):
+        assert (
+            REGISTRY.get_sample_value("cxstream_decision_consent_total", {"statement": statement}) is not None
+        )
 
 
 def lag(topic: str, partition: int) -> float | None:
