@@ -32,16 +32,17 @@ local function ikey(t, v) return G .. ':i:' .. t .. ':' .. v end
 local function pkey(pid) return G .. ':p:' .. pid end
 
 -- the live profile (following merge pointers) and its created time and merge count, read with the
--- pointer: one HMGET per hop
+-- pointer: one HMGET per hop. Also the first/last seen and retention flag as they are now, for
+-- touch() (read in the same call: nothing writes them before touch() unless a merge does).
 local function live(pid)
-  local meta = redis.call('HMGET', pkey(pid), 'mi', 'c', 'nm')
+  local meta = redis.call('HMGET', pkey(pid), 'mi', 'c', 'nm', 'fs', 'ls', 'an')
   local guard = 0
   while meta[1] and guard < 64 do
     pid = meta[1]
-    meta = redis.call('HMGET', pkey(pid), 'mi', 'c', 'nm')
+    meta = redis.call('HMGET', pkey(pid), 'mi', 'c', 'nm', 'fs', 'ls', 'an')
     guard = guard + 1
   end
-  return {pid, tonumber(meta[2]), tonumber(meta[3] or '0')}
+  return {pid, tonumber(meta[2]), tonumber(meta[3] or '0'), {meta[4], meta[5], meta[6]}}
 end
 
 local function attach(pid, ids)
@@ -54,11 +55,12 @@ end
 -- Returns the profile's retention flag 'an' as it was, and whether this wrote a field new to the
 -- traits hash (which may have created that key: retain() must give it its TTL).
 -- fresh: the profile was created by this event (its first/last seen are ev.ts already).
-local function touch(pid, ev, fresh)
+-- seen: its fields fs, ls and an as live() read them, if nothing wrote them since (else nil).
+local function touch(pid, ev, fresh, seen)
   local k = pkey(pid)
   local an, grew = nil, false
   if not fresh then
-    local meta = redis.call('HMGET', k, 'fs', 'ls', 'an')
+    local meta = seen or redis.call('HMGET', k, 'fs', 'ls', 'an')
     local fs, ls = tonumber(meta[1]), tonumber(meta[2])
     an = meta[3]
     if not fs or ev.ts < fs then
@@ -241,9 +243,14 @@ local function resolve_one(ev)
       counts[t] = n
       total = total + 1
       if limits[t] and n > limits[t] then broken = true end
+    elseif joins and #ids == 1 then
+      -- the event's only identifier, on one profile: nothing to count (a first identifier is
+      -- always kept) and nothing to merge, so its members are not read
+      prof = {c = l[2], at = {}, seen = l[4]}
+      n_matched = n_matched + 1
     elseif joins then
       local members = redis.call('SMEMBERS', pkey(pid) .. ':ids')
-      prof = {c = l[2], members = members, at = {}}
+      prof = {c = l[2], members = members, at = {}, seen = l[4]}
       for _, m in ipairs(members) do
         local mt = string.match(m, '^([^:]+):')
         local n = (counts[mt] or 0) + 1
@@ -312,7 +319,8 @@ local function resolve_one(ev)
     end
   end
   attach(survivor, new)
-  local an, grew = touch(survivor, ev, false)
+  -- a merge wrote the survivor's first/last seen: read them again
+  local an, grew = touch(survivor, ev, false, #merges == 0 and info[survivor].seen or nil)
   retain(survivor, an, added, grew)
   local outcome = 'matched'
   if #merges > 0 then outcome = 'merged' end
