@@ -69,6 +69,11 @@ class TimerSpec:
     name: str
     due: int
     payload: JSONDict = field(default_factory=dict)
+    #: A timer of this name already due at or before ``due`` (same payload) stays as it is: it
+    #: fires then, and :meth:`Rule.on_timer` sets it again. For a timer every event would move
+    #: later (an inactivity check): one timer write per firing instead of one per event. Only for
+    #: a rule whose ``on_timer`` treats a timer that fires early as a re-check.
+    keep_earlier: bool = False
 
 
 @fast_init

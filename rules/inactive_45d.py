@@ -99,7 +99,8 @@ class Inactive45d(Rule):
         acts = state.get("acts", [])
         if not acts:
             return Outcome(state, cancel_timers=["quiet"])
-        return Outcome(state, set_timers=[TimerSpec("quiet", acts[0][0] + self.quiet_ms)])
+        # an earlier timer stays: it fires as a re-check (on_timer finds no spell and sets it again)
+        return Outcome(state, set_timers=[TimerSpec("quiet", acts[0][0] + self.quiet_ms, keep_earlier=True)])
 
 
 def _periods(state: JSONDict) -> list[list[Any]]:

@@ -172,7 +172,9 @@ def checked(out: Any) -> Outcome:
             raise InvalidOutcome(f"Outcome.set_timers holds a {type(s).__name__}, expected TimerSpec")
         if not isinstance(s.name, str) or not s.name or "|" in s.name or not _is_int(s.due):
             raise InvalidOutcome("TimerSpec needs a non-empty str name without '|' and an int due (ms)")
-        timers.append(TimerSpec(s.name, s.due, _json_object("TimerSpec.payload", s.payload)))
+        if not isinstance(s.keep_earlier, bool):
+            raise InvalidOutcome("TimerSpec.keep_earlier must be a bool")
+        timers.append(TimerSpec(s.name, s.due, _json_object("TimerSpec.payload", s.payload), s.keep_earlier))
     cancel = _as_list("Outcome.cancel_timers", out.cancel_timers)
     if not all(isinstance(c, str) for c in cancel):
         raise InvalidOutcome("Outcome.cancel_timers must hold timer names (str)")
@@ -413,7 +415,12 @@ class Engine:
         for t in out.set_timers:
             tid = TimerId(pid, rule.name, t.name)
             key = tid.key
-            if timers.get(key) == t.due and state.timer_payloads.get(key, {}) == t.payload:
+            cur = timers.get(key)
+            if (
+                cur is not None
+                and (cur == t.due or (t.keep_earlier and cur < t.due))
+                and state.timer_payloads.get(key, {}) == t.payload
+            ):
                 continue
             timers[key] = t.due
             if t.payload:

@@ -5,7 +5,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rules.inactive_45d import Inactive45d
+from streams.consent.policy import DEFAULT_POLICY
 from streams.constants import DAY_MS
+from streams.engine.runner import Engine
 from streams.model import Identifier
 from streams.state import ProfileState
 from streams.testing import Deliver, absorb, at, page, run_rule, track
@@ -32,6 +34,27 @@ def test_activity_within_45_days_resets_the_clock() -> None:
 def test_an_anonymous_visitor_is_not_a_known_customer() -> None:
     run = run_rule(Inactive45d(), [page(T0, user_id=None, anonymous_id="a1")], until=T0 + 90 * DAY_MS)
     assert run.triggers == []
+
+
+def test_activity_leaves_the_timer_where_it_is_and_the_timer_checks_again() -> None:
+    """Each activity moves the quiet spell's end later; the timer stays at the first one
+    (``keep_earlier``): no timer write per event. Due, it finds no quiet spell and moves on."""
+    engine = Engine([Inactive45d()], DEFAULT_POLICY)
+    state = ProfileState()
+    evs = [page(T0 + d * DAY_MS, **KNOWN) for d in (0, 10, 20, 30)]
+    written = [engine.on_event("p_test", state, ev).set_timers for ev in evs]
+    assert [len(w) for w in written] == [1, 0, 0, 0]
+    assert state.timers == {"inactive_45d|quiet": T0 + 45 * DAY_MS}
+    eff = engine.fire_until("p_test", state, T0 + 45 * DAY_MS)  # a re-check: 15 days quiet so far
+    assert eff.fired == [] and state.timers == {"inactive_45d|quiet": T0 + 75 * DAY_MS}
+    eff = engine.fire_until("p_test", state, T0 + 75 * DAY_MS)
+    assert [(f.spec.time - T0) // DAY_MS for f in eff.fired] == [75]
+    # an earlier quiet spell (a late event opens one) moves the timer earlier at once
+    state = ProfileState()
+    engine.on_event("p_test", state, evs[-1])
+    assert state.timers == {"inactive_45d|quiet": T0 + 75 * DAY_MS}
+    assert engine.on_event("p_test", state, page(T0 - 60 * DAY_MS, **KNOWN)).set_timers
+    assert state.timers == {"inactive_45d|quiet": T0 - 15 * DAY_MS}
 
 
 def test_identify_is_not_activity() -> None:
