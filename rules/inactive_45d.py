@@ -43,9 +43,27 @@ class Inactive45d(Rule):
         fired = state.get("fired")
         if fired is not None and event.ts <= fired[0]:
             return Outcome(state)  # older than a spell already reported: changes nothing
-        periods = [*_periods(state), [event.ts, event.message_id, event.ts]]
         rest = {k: v for k, v in state.items() if k not in ("acts", "starts")}
+        acts = state.get("acts")
+        if acts and event.ts > acts[-1][0]:
+            return self._schedule({**rest, **self._after_all(acts, state.get("starts", {}), event)})
+        periods = [*_periods(state), [event.ts, event.message_id, event.ts]]
         return self._schedule({**rest, **_stored(self._compact(periods))})
+
+    def _after_all(self, acts: list[list[Any]], starts: dict[str, int], event: Event) -> JSONDict:
+        """``_stored(_compact(...))`` of the stored periods and an activity later than all of
+        them (the usual case), without sorting: such an activity starts after every period, so
+        it joins the last one (within 45 days of its end) or opens one of its own."""
+        end, key = acts[-1][0], acts[-1][1]
+        if event.ts - end > self.quiet_ms:
+            out: JSONDict = {"acts": [*acts, [event.ts, event.message_id]]}
+            if starts:
+                out["starts"] = starts
+            return out
+        starts = dict(starts)
+        start = min(starts.pop(key, end), end)  # the last period's start (as _periods reads it)
+        starts[event.message_id] = start  # before the event: the period is no longer one point
+        return {"acts": [*acts[:-1], [event.ts, event.message_id]], "starts": starts}
 
     def on_timer(self, state: JSONDict, timer: Timer, ctx: RuleContext) -> Outcome:
         acts = _periods(state)

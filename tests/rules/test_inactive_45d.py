@@ -4,7 +4,7 @@ from random import Random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rules.inactive_45d import Inactive45d
+from rules.inactive_45d import Inactive45d, _periods, _stored
 from streams.consent.policy import DEFAULT_POLICY
 from streams.constants import DAY_MS
 from streams.engine.runner import Engine
@@ -83,6 +83,22 @@ def test_a_late_event_still_opens_a_quiet_spell_that_was_real(deliver_then_fire:
         (45, evs[1].message_id),
         (145, evs[0].message_id),
     ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 200), min_size=1, max_size=16))
+def test_an_activity_after_all_others_is_stored_as_the_general_path_stores_it(days: list[int]) -> None:
+    """The shortcut for an activity later than every period gives what sorting and joining
+    all periods gives, whatever came before (late events, spells, joins)."""
+    rule = Inactive45d()
+    state = run_rule(rule, [page(T0 + d * DAY_MS + i, **KNOWN) for i, d in enumerate(days)]).state
+    stored = state.rules.get("inactive_45d", {})
+    last = max((a[0] for a in stored.get("acts", [])), default=T0)
+    for gap in (1, 45 * DAY_MS, 45 * DAY_MS + 1, 90 * DAY_MS):
+        ev = page(last + gap, **KNOWN)
+        got = rule.on_event(dict(stored), ev, None).state  # type: ignore[arg-type]  # unused
+        general = _stored(rule._compact([*_periods(stored), [ev.ts, ev.message_id, ev.ts]]))
+        assert {k: got.get(k) for k in ("acts", "starts")} == {k: general.get(k) for k in ("acts", "starts")}
 
 
 @settings(max_examples=300, deadline=None)
