@@ -114,10 +114,6 @@ def build_app(settings: Settings, stores: Stores | None = None) -> tuple[faust.A
         # previous batch is produced and committed (issue 13).
         stream_buffer_maxsize=max(STREAM_BUFFER_BATCHES * settings.batch_size, 4096),
         consumer_max_fetch_size=FETCH_BYTES_PER_PARTITION,
-        # faust delivers one getmany at a time: unbounded, that is all the consumer fetched (up to
-        # the fetch size per partition), and the repartitioned records behind a full intake buffer
-        # waited until intake had taken nearly all of it (tests/e2e/test_backlog.py)
-        broker_max_poll_records=settings.batch_size,
         Monitor=fastpath.QuietMonitor,  # faust's statistics sensor, without per-message work
         Stream=fastpath.Stream,  # take_events from the channel queue in batches (streams/fastpath.py)
         Schema=fastpath.Schema,  # raw bytes in, raw bytes out, without the serializer registry
