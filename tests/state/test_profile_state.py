@@ -41,6 +41,8 @@ def test_the_stored_form_keeps_its_compact_keys_and_leaves_out_empty_values() ->
     assert orjson.loads(s.to_json()) == {"off": 3, "cool": {"r": 1}, "into": "p2", "tpay": {"r|t": {"a": 1}}}
     assert orjson.loads(ProfileState().to_json()) == {"off": -1}
     assert ProfileState.from_json(b"{}") == ProfileState()
+    # a key no version of ours wrote (a newer version's, during a rolling downgrade) is left out
+    assert ProfileState.from_json(b'{"off":2,"zz":{"a":1}}') == ProfileState(applied_offset=2)
 
 
 def test_a_tombstone_keeps_only_its_offset_and_the_survivor() -> None:
