@@ -28,19 +28,32 @@ $(TOOLS): scripts/install-asyncapi-specs.sh scripts/install-prometheus.sh script
 	bash scripts/install-deploy-tools.sh
 	@mkdir -p .tools && touch $(TOOLS)
 
-install: $(STAMP) $(TOOLS) ## make .venv with cxstream and its dev extras, and the test tools
+# The worker's hot modules compiled with mypyc, in place (streams/native.py lists them and
+# checks at import that none is stale). Without a C compiler the code runs from source.
+NATIVE := streams/_native.manifest
+NATIVE_SRC := $(shell sed -n 's/^    "\(.*\.py\)",$$/\1/p' streams/native.py)
+$(NATIVE): $(STAMP) $(NATIVE_SRC) streams/native.py scripts/native.py
+	$(BIN)/python scripts/native.py
+
+native: $(NATIVE) ## compile the worker's hot modules with mypyc (part of install; again after editing one)
+	@true
+
+clean-native: $(STAMP) ## remove the compiled modules: everything runs from source
+	$(BIN)/python scripts/native.py clean
+
+install: $(STAMP) $(TOOLS) $(NATIVE) ## make .venv with cxstream and its dev extras, the compiled modules and the test tools
 	@echo "installed into $(VENV) and .tools"
 
-demo: $(STAMP) ## the main job on the embedded default: broker, Redis, worker, demo replay, live triggers
+demo: $(STAMP) $(NATIVE) ## the main job on the embedded default: broker, Redis, worker, demo replay, live triggers
 	$(BIN)/cxstream dev
 
-test: $(STAMP) $(TOOLS) ## the whole test suite (starts and stops its own broker and Redis)
+test: $(STAMP) $(TOOLS) $(NATIVE) ## the whole test suite (starts and stops its own broker and Redis)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-chaos: $(STAMP) ## slow suites: fault injection (Redis OOM, pause, lost hand-off, failing timers), multi-worker kills and restarts
+chaos: $(STAMP) $(NATIVE) ## slow suites: fault injection (Redis OOM, pause, lost hand-off, failing timers), multi-worker kills and restarts
 	$(BIN)/python -m pytest -q -m chaos
 
-bench: $(STAMP) ## benchmarks: one worker against the raw client (ratio), identity and Redis bytes per person at 1M profiles, pipeline throughput, scale-out and latency (prints numbers)
+bench: $(STAMP) $(NATIVE) ## benchmarks: one worker against the raw client (ratio), identity and Redis bytes per person at 1M profiles, pipeline throughput, scale-out and latency (prints numbers)
 	$(BIN)/python bench/bench_ratio.py --events 100000 --rate 1000
 	$(BIN)/python bench/bench_pipeline.py --events 50000
 	$(BIN)/python bench/bench_scale.py --events 50000 --rate 1000
@@ -59,5 +72,7 @@ format: $(STAMP) ## format and auto-fix
 
 clean: ## remove the venv, caches and local state
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache .hypothesis .cxstream
+	find streams rules -name '*.so' -delete
+	rm -f $(NATIVE)
 
-.PHONY: help install demo test chaos bench lint format clean
+.PHONY: help install native clean-native demo test chaos bench lint format clean

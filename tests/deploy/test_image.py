@@ -32,11 +32,15 @@ def test_two_stages_on_slim_python_311_and_no_compiler_in_the_runtime() -> None:
     ins = instructions()
     (arg,) = [a for i, a in ins if i == "ARG" and a.startswith("PYTHON_IMAGE=")]
     assert re.fullmatch(r"PYTHON_IMAGE=python:3\.11-slim(-\w+)?", arg), arg
+    # the build stage has a compiler (the full image) for the compiled modules, same Python 3.11
+    (build_arg,) = [a for i, a in ins if i == "ARG" and a.startswith("BUILD_IMAGE=")]
+    assert re.fullmatch(r"BUILD_IMAGE=python:3\.11(-\w+)?", build_arg) and "slim" not in build_arg
     froms = [n for n, (i, _) in enumerate(ins) if i == "FROM"]
     assert len(froms) == 2
     build, runtime = ins[froms[0] : froms[1]], ins[froms[1] :]
-    assert build[0][1] == "${PYTHON_IMAGE} AS build" and runtime[0][1] == "${PYTHON_IMAGE}"
-    assert any(i == "RUN" and "pip wheel" in a for i, a in build), "the wheel is built in stage 1"
+    assert build[0][1] == "${BUILD_IMAGE} AS build" and runtime[0][1] == "${PYTHON_IMAGE}"
+    (run,) = [a for i, a in build if i == "RUN" and "pip wheel" in a]  # the wheel is built in stage 1
+    assert run.index("scripts/native.py") < run.index("pip wheel"), "compiled before the wheel is made"
     assert any(i == "COPY" and a.startswith("--from=build ") for i, a in runtime)
     runtime_text = " ".join(a for _, a in runtime)
     for compiler in ("gcc", "build-essential", "g++", "clang", "apt-get install"):
