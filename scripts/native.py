@@ -35,10 +35,10 @@ setup(name="cxstream-native", script_args=["-q", "build_ext", "--inplace"],
 
 
 def clean() -> None:
-    for module in native.MODULES:
-        native.compiled_path(module).unlink(missing_ok=True)
-    for lib in (ROOT / "streams").glob("_native__mypyc.*"):
-        lib.unlink()
+    # every compiled module, also of one since taken off the list (which import does not check)
+    for pkg in ("streams", "rules"):
+        for lib in (ROOT / pkg).rglob("*.so"):
+            lib.unlink()
     native.MANIFEST.unlink(missing_ok=True)
 
 
