@@ -11,7 +11,7 @@ from streams.pipeline.records import OutRecord
 from streams.state import ProfileState
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Commit:
     """What to persist once the batch's records are acked."""
 
@@ -28,6 +28,30 @@ class Commit:
     #: customers of a partition (merged away, erased): :mod:`streams.measure.activity`
     active: dict[int, dict[str, int]] = field(default_factory=dict)
     inactive: dict[int, set[str]] = field(default_factory=dict)
+
+    def __init__(
+        self,
+        states: dict[str, ProfileState | None] | None = None,
+        timers: dict[int, TimerOps] | None = None,
+        fired: dict[int, list[DueTimer]] | None = None,
+        marks: dict[int, dict[int, int]] | None = None,
+        released: dict[int, list[DueTimer]] | None = None,
+        waits: dict[int, dict[str, int]] | None = None,
+        unwaits: dict[int, set[str]] | None = None,
+        active: dict[int, dict[str, int]] | None = None,
+        inactive: dict[int, set[str]] | None = None,
+    ) -> None:
+        # the fields' defaults, written out: compiled (streams/native.py), a C function; the
+        # dataclass's own __init__ stays interpreted (issue 13)
+        self.states = {} if states is None else states
+        self.timers = {} if timers is None else timers
+        self.fired = {} if fired is None else fired
+        self.marks = {} if marks is None else marks
+        self.released = {} if released is None else released
+        self.waits = {} if waits is None else waits
+        self.unwaits = {} if unwaits is None else unwaits
+        self.active = {} if active is None else active
+        self.inactive = {} if inactive is None else inactive
 
     def seen(self, partition: int, pid: str, last_activity: int) -> None:
         self.inactive.get(partition, set()).discard(pid)
@@ -52,7 +76,7 @@ class Commit:
         return ops
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Result:
     records: list[OutRecord] = field(default_factory=list)
     commit: Commit = field(default_factory=Commit)
@@ -61,6 +85,19 @@ class Result:
     #: set by a round of due timers that fired some and may have left more due (a partition gave
     #: as many as were asked for, or a timer that fired set one due already)
     more: bool = False
+
+    def __init__(
+        self,
+        records: list[OutRecord] | None = None,
+        commit: Commit | None = None,
+        latencies: list[tuple[str, int]] | None = None,
+        more: bool = False,
+    ) -> None:
+        # the fields' defaults, written out (see Commit.__init__)
+        self.records = [] if records is None else records
+        self.commit = Commit() if commit is None else commit
+        self.latencies = [] if latencies is None else latencies
+        self.more = more
 
     def absorb(self, other: Result) -> None:
         """Append what ``other`` produced and changed (records and timer operations) after ours."""
