@@ -27,6 +27,7 @@ from pathlib import Path
 #: classes (it replaces ``__init__``, which a compiled class does not allow), nor the rule kit.
 MODULES: tuple[str, ...] = (
     "streams/engine/runner.py",
+    "streams/engine/effects.py",
     "streams/engine/computed.py",
     "streams/engine/recent.py",
     "streams/engine/state.py",

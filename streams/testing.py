@@ -53,7 +53,8 @@ import orjson
 from rules.base import Rule, TriggerSpec
 from streams.consent.decide import Verdict
 from streams.consent.policy import DEFAULT_POLICY, Policy
-from streams.engine.runner import Effects, Engine, Fired, RuleFailure
+from streams.engine.effects import Effects, Fired, RuleFailure
+from streams.engine.runner import Engine
 from streams.intake.normalize import ms_to_iso, parse_time_ms
 from streams.model import CallType, ConsentSignal, Event, Identifier, JSONDict
 from streams.settings import Settings

@@ -15,7 +15,7 @@ import pytest
 import streams
 from rules.purchase_suppression import PurchaseSuppression
 from streams import native
-from streams.engine.runner import Effects, Fired
+from streams.engine.effects import Effects, Fired
 from streams.pipeline.decide_result import Commit, Result
 from streams.state import ProfileState
 from streams.testing import run_rule, track

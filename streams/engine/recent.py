@@ -22,7 +22,7 @@ from streams.model import JSONDict
 from streams.state import ProfileState
 
 if TYPE_CHECKING:
-    from streams.engine.runner import Fired
+    from streams.engine.effects import Fired
 
 #: Entries kept per profile: what a person at the point of service reads, not an audit log
 #: (``cx.decisions`` is that).

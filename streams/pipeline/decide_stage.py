@@ -35,7 +35,8 @@ from streams import metrics
 from streams.constants import TIMER_SCAN_LIMIT
 from streams.engine import recent
 from streams.engine.clock import EventClock, wall_ms
-from streams.engine.runner import Effects, Engine, RuleFailure
+from streams.engine.effects import Effects, RuleFailure
+from streams.engine.runner import Engine
 from streams.engine.state import StateStore
 from streams.engine.timers import TimerStore
 from streams.exceptions import FatalError

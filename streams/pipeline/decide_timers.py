@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from streams import metrics
 from streams.constants import TIMER_MAX_ATTEMPTS
-from streams.engine.runner import RuleFailure
+from streams.engine.effects import RuleFailure
 from streams.engine.timers import DueTimer
 from streams.exceptions import FatalError
 from streams.intake.errors import DeadLetter, ErrorCode

@@ -10,7 +10,7 @@ import functools
 import uuid
 
 from streams.constants import CLOUDEVENTS_CONTENT_TYPE, CLOUDEVENTS_SPEC
-from streams.engine.runner import Fired, RuleFailure
+from streams.engine.effects import Fired, RuleFailure
 from streams.identity.base import Merge
 from streams.intake.normalize import ms_to_iso
 from streams.measure.exposures import Conversion

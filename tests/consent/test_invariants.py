@@ -28,7 +28,8 @@ from rules.loan_eligibility_repeat import LoanEligibilityRepeat
 from streams.consent.decide import Reason, Verdict
 from streams.consent.policy import DEFAULT_POLICY, Policy
 from streams.constants import DAY_MS, HOUR_MS, MINUTE_MS
-from streams.engine.runner import Engine, Fired
+from streams.engine.effects import Fired
+from streams.engine.runner import Engine
 from streams.model import Identifier
 from streams.state import ProfileState
 from streams.testing import at, event
