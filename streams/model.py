@@ -20,13 +20,16 @@ CallType = Literal["identify", "track", "page", "screen", "group", "alias"]
 CALL_TYPES: tuple[CallType, ...] = ("identify", "track", "page", "screen", "group", "alias")
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Identifier:
     """One identifier of a person: ``type`` such as ``email``, normalized ``value``."""
 
     type: str
     value: str
+
+    def __init__(self, type: str, value: str) -> None:
+        object.__setattr__(self, "type", type)
+        object.__setattr__(self, "value", value)
 
     def __str__(self) -> str:
         return f"{self.type}:{self.value}"
@@ -39,8 +42,7 @@ class Identifier:
         return cls(type_, value)
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class ConsentSignal:
     """A customer's statement about one purpose, at event time ``ts`` (ms)."""
 
@@ -49,9 +51,14 @@ class ConsentSignal:
     ts: int
     source: str
 
+    def __init__(self, purpose: str, granted: bool, ts: int, source: str) -> None:
+        object.__setattr__(self, "purpose", purpose)
+        object.__setattr__(self, "granted", granted)
+        object.__setattr__(self, "ts", ts)
+        object.__setattr__(self, "source", source)
 
-@fast_init
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class SourceRef:
     """Where a message was read: for dead letters, audit and redelivery-aware dedupe."""
 
@@ -59,12 +66,16 @@ class SourceRef:
     partition: int
     offset: int
 
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        object.__setattr__(self, "topic", topic)
+        object.__setattr__(self, "partition", partition)
+        object.__setattr__(self, "offset", offset)
+
     def __str__(self) -> str:
         return f"{self.topic}/{self.partition}/{self.offset}"
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Event:
     """A validated, normalized customer event: what every stage after intake sees."""
 
@@ -81,6 +92,36 @@ class Event:
     country: str | None = None
     previous_id: str | None = None
     source: SourceRef | None = None
+
+    def __init__(
+        self,
+        message_id: str,
+        call: CallType,
+        ts: int,
+        channel: str,
+        identifiers: tuple[Identifier, ...],
+        name: str | None = None,
+        received_ts: int = 0,
+        properties: JSONDict | None = None,
+        traits: JSONDict | None = None,
+        consent: tuple[ConsentSignal, ...] = (),
+        country: str | None = None,
+        previous_id: str | None = None,
+        source: SourceRef | None = None,
+    ) -> None:
+        object.__setattr__(self, "message_id", message_id)
+        object.__setattr__(self, "call", call)
+        object.__setattr__(self, "ts", ts)
+        object.__setattr__(self, "channel", channel)
+        object.__setattr__(self, "identifiers", identifiers)
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "received_ts", received_ts)
+        object.__setattr__(self, "properties", {} if properties is None else properties)
+        object.__setattr__(self, "traits", {} if traits is None else traits)
+        object.__setattr__(self, "consent", consent)
+        object.__setattr__(self, "country", country)
+        object.__setattr__(self, "previous_id", previous_id)
+        object.__setattr__(self, "source", source)
 
     def to_dict(self) -> JSONDict:
         d: JSONDict = {
@@ -140,3 +181,9 @@ def dumps(obj: Any) -> bytes:
 
 
 loads = orjson.loads
+
+# interpreted (no compiler here): faster __init__s; compiled, they are left as written
+fast_init(Identifier)
+fast_init(ConsentSignal)
+fast_init(SourceRef)
+fast_init(Event)

@@ -23,11 +23,24 @@ import importlib.machinery
 from pathlib import Path
 
 #: the compiled modules, as paths from the repository root (the stages' hot Python: profiles of
-#: a worker draining a backlog, issue 13). Not the modules with ``streams.frozen.fast_init``
-#: classes (it replaces ``__init__``, which a compiled class does not allow), nor the rule kit.
+#: a worker draining a backlog, issue 13). Their dataclasses have ``__init__`` written out in the
+#: class: mypyc leaves the one ``dataclasses`` generates interpreted (a frozen one's
+#: ``object.__setattr__`` calls become direct slot writes once compiled). ``fast_init`` is called
+#: on a frozen one after the class, not as its decorator (mypyc would make a decorated class a
+#: plain Python class), and leaves it alone when compiled. Not here: the rule kit and
+#: ``rules.base`` (rule modules subclass them), modules whose classes interpreted code
+#: subclasses or patches (the identity and dedupe stores, ``intake_stage``: tests slow it down
+#: by replacing a method), and the faust glue.
 MODULES: tuple[str, ...] = (
     "streams/engine/runner.py",
     "streams/engine/effects.py",
+    "streams/model.py",
+    "streams/pipeline/records.py",
+    "streams/state/timer_id.py",
+    "streams/measure/kpi.py",
+    "streams/consent/decide.py",
+    "streams/pipeline/envelope.py",
+    "streams/engine/timers.py",
     "streams/engine/computed.py",
     "streams/engine/recent.py",
     "streams/engine/state.py",

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from streams.frozen import GENERATED, fast_init
+from streams.consent.decide import Reason
+from streams.frozen import COMPILED, GENERATED, fast_init
 
 #: the modules whose hot records use fast_init (importing them registers the classes)
 MODULES = (
@@ -36,8 +37,54 @@ def _values(obj: Any) -> tuple[Any, ...]:
 
 
 def test_the_hot_records_use_it() -> None:
-    names = {c.__qualname__ for c in _classes()}
+    _classes()
+    names = {c.__qualname__ for c in [*GENERATED, *COMPILED]}
     assert {"Event", "Identifier", "InRecord", "OutRecord", "TimerId", "RuleContext", "Facts"} <= names
+
+
+def _compiled() -> list[type]:
+    _classes()
+    return sorted(COMPILED, key=lambda c: f"{c.__module__}.{c.__qualname__}")
+
+
+@pytest.mark.parametrize("cls", _compiled(), ids=lambda c: c.__qualname__)
+def test_a_compiled_one_keeps_its_written_out_init_and_builds_what_it_declares(cls: type) -> None:
+    """Compiled (`make native`), a class keeps the ``__init__`` written out in it: the same
+    fields by name and by position, the declared defaults, fresh default containers, still frozen."""
+    fields = dataclasses.fields(cls)
+    example = EXAMPLES[cls.__qualname__]  # (a compiled __init__ shows no signature: built by name)
+    made, again = cls(**example), cls(**example)
+    for f in fields:
+        if f.name in example:
+            assert getattr(made, f.name) is example[f.name], f.name
+        elif f.default_factory is not dataclasses.MISSING:
+            assert getattr(made, f.name) == f.default_factory(), f.name
+            if isinstance(getattr(made, f.name), list | dict | set):
+                assert getattr(made, f.name) is not getattr(again, f.name), f.name  # not shared
+        else:
+            assert getattr(made, f.name) == f.default, f.name
+    assert made == cls(*example.values())  # by position too
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(made, fields[0].name, getattr(made, fields[0].name))
+    changed = dataclasses.replace(made, **{fields[0].name: example[fields[0].name]})
+    assert changed == made and changed is not made
+
+
+#: the required fields of each compiled class, with values of their types
+EXAMPLES: dict[str, dict[str, Any]] = {
+    "Identifier": {"type": "email", "value": "a@example.com"},
+    "ConsentSignal": {"purpose": "marketing", "granted": True, "ts": 5, "source": "web"},
+    "SourceRef": {"topic": "t", "partition": 1, "offset": 2},
+    "Event": {"message_id": "m", "call": "track", "ts": 1, "channel": "web", "identifiers": ()},
+    "InRecord": {"topic": "t", "partition": 0, "offset": 3, "key": None, "value": b"v"},
+    "OutRecord": {"topic": "t", "key": b"k", "value": b"v"},
+    "TimerId": {"profile_id": "p", "rule": "r", "name": "n"},
+    "Facts": {"known": True, "channels": 2, "orders": 1, "last_activity": None},
+    "Allowed": {"channel": "email", "destinations": ("d",), "basis": {}},
+    "Refused": {"channel": "email", "reason": Reason.FREQUENCY_CAP, "detail": "d"},
+    "Verdict": {"region": "US"},
+    "EventRecord": {"profile_id": "p", "event": {}},
+}
 
 
 @pytest.mark.parametrize("cls", _classes(), ids=lambda c: c.__qualname__)

@@ -47,28 +47,45 @@ class Reason(StrEnum):
     FREQUENCY_CAP = "frequency_cap"
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Allowed:
     channel: str
     destinations: tuple[str, ...]
     basis: JSONDict  # {purpose: {"basis": "consent"|"opt_out_regime", "source": ..., "at": ms}}
 
+    def __init__(self, channel: str, destinations: tuple[str, ...], basis: JSONDict) -> None:
+        object.__setattr__(self, "channel", channel)
+        object.__setattr__(self, "destinations", destinations)
+        object.__setattr__(self, "basis", basis)
 
-@fast_init
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class Refused:
     channel: str
     reason: Reason
     detail: str
 
+    def __init__(self, channel: str, reason: Reason, detail: str) -> None:
+        object.__setattr__(self, "channel", channel)
+        object.__setattr__(self, "reason", reason)
+        object.__setattr__(self, "detail", detail)
 
-@fast_init
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class Verdict:
     region: str
     allowed: tuple[Allowed, ...] = ()
     refused: tuple[Refused, ...] = field(default_factory=tuple)
+
+    def __init__(
+        self,
+        region: str,
+        allowed: tuple[Allowed, ...] = (),
+        refused: tuple[Refused, ...] | None = None,
+    ) -> None:
+        object.__setattr__(self, "region", region)
+        object.__setattr__(self, "allowed", allowed)
+        object.__setattr__(self, "refused", () if refused is None else refused)
 
     @property
     def activated(self) -> bool:
@@ -175,3 +192,9 @@ def decide(
                 keep = [x for x in stamps if x > stamps[-1] - 2 * cap.window_ms]
                 state.caps[a.channel] = keep[-(cap.max * 4) :]
     return Verdict(region, tuple(allowed), tuple(refused))
+
+
+# interpreted (no compiler here): faster __init__s; compiled, they are left as written
+fast_init(Allowed)
+fast_init(Refused)
+fast_init(Verdict)

@@ -34,13 +34,18 @@ from streams.model import JSONDict, dumps, loads
 from streams.state import TimerId
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class DueTimer:
     """A claimed timer: its ZSET member (``str(TimerId)``), due ms and payload."""
 
     member: str
     due: int
     payload: JSONDict
+
+    def __init__(self, member: str, due: int, payload: JSONDict) -> None:
+        object.__setattr__(self, "member", member)
+        object.__setattr__(self, "due", due)
+        object.__setattr__(self, "payload", payload)
 
     @property
     def timer_id(self) -> TimerId:
@@ -52,12 +57,16 @@ class DueTimer:
         return self.timer_id.profile_id
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class TimerOps:
     """Changes to one partition's timers, applied together."""
 
     schedule: dict[str, tuple[int, JSONDict]]
     cancel: set[str]
+
+    def __init__(self, schedule: dict[str, tuple[int, JSONDict]], cancel: set[str]) -> None:
+        object.__setattr__(self, "schedule", schedule)
+        object.__setattr__(self, "cancel", cancel)
 
     def then(self, cancel: Iterable[str], schedule: Mapping[str, tuple[int, JSONDict]]) -> None:
         """Apply later changes on top of these: cancels first, then schedules; the last word wins."""

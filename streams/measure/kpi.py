@@ -43,13 +43,18 @@ ORDER_EVENT = "Order Completed"
 ACTIVITY_CALLS = frozenset({"track", "page", "screen"})
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Facts:
     known: bool
     channels: int
     orders: int
     last_activity: int | None
+
+    def __init__(self, known: bool, channels: int, orders: int, last_activity: int | None) -> None:
+        object.__setattr__(self, "known", known)
+        object.__setattr__(self, "channels", channels)
+        object.__setattr__(self, "orders", orders)
+        object.__setattr__(self, "last_activity", last_activity)
 
 
 def known(types: Iterable[str]) -> bool:
@@ -93,3 +98,7 @@ def observe(before: Facts, after: Facts, event: Event, churn_days: float = 90) -
             count(RETURNS, "30d_to_90d")
         elif gap > 0:
             count(RETURNS, "under_30d")
+
+
+# interpreted (no compiler here): faster __init__s; compiled, they are left as written
+fast_init(Facts)

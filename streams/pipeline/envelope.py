@@ -54,8 +54,7 @@ class EnvelopeError(ValueError):
     """Bytes that are not a repartition record this version can apply (the record is dead-lettered)."""
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class EventRecord:
     """A resolved event for ``profile_id``."""
 
@@ -66,11 +65,23 @@ class EventRecord:
     received_ms: int = 0
     kind: Literal["ev"] = "ev"
 
+    def __init__(
+        self,
+        profile_id: str,
+        event: JSONDict,
+        received_ms: int = 0,
+        kind: Literal["ev"] = "ev",
+    ) -> None:
+        object.__setattr__(self, "profile_id", profile_id)
+        object.__setattr__(self, "event", event)
+        object.__setattr__(self, "received_ms", received_ms)
+        object.__setattr__(self, "kind", kind)
+
     def to_wire(self) -> JSONDict:
         return {"k": "ev", "pid": self.profile_id, "ev": self.event, "rx": self.received_ms}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class ExpectRecord:
     """Survivor ``profile_id`` will receive the state of ``absorbed``: hold events and timers until then."""
 
@@ -79,11 +90,23 @@ class ExpectRecord:
     ts: int = 0
     kind: Literal["expect"] = "expect"
 
+    def __init__(
+        self,
+        profile_id: str,
+        absorbed: str,
+        ts: int = 0,
+        kind: Literal["expect"] = "expect",
+    ) -> None:
+        object.__setattr__(self, "profile_id", profile_id)
+        object.__setattr__(self, "absorbed", absorbed)
+        object.__setattr__(self, "ts", ts)
+        object.__setattr__(self, "kind", kind)
+
     def to_wire(self) -> JSONDict:
         return {"k": "expect", "pid": self.profile_id, "from": self.absorbed, "ts": self.ts}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class MergeRecord:
     """``profile_id`` was absorbed into ``merged_into`` at event time ``ts``: hand its state over."""
 
@@ -92,11 +115,17 @@ class MergeRecord:
     ts: int
     kind: Literal["merge"] = "merge"
 
+    def __init__(self, profile_id: str, merged_into: str, ts: int, kind: Literal["merge"] = "merge") -> None:
+        object.__setattr__(self, "profile_id", profile_id)
+        object.__setattr__(self, "merged_into", merged_into)
+        object.__setattr__(self, "ts", ts)
+        object.__setattr__(self, "kind", kind)
+
     def to_wire(self) -> JSONDict:
         return {"k": "merge", "pid": self.profile_id, "into": self.merged_into, "ts": self.ts}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class HandOffRecord:
     """The state of ``absorbed`` (stored form, without its offset), for survivor ``profile_id``."""
 
@@ -105,6 +134,20 @@ class HandOffRecord:
     state: JSONDict
     ts: int = 0
     kind: Literal["hand"] = "hand"
+
+    def __init__(
+        self,
+        profile_id: str,
+        absorbed: str,
+        state: JSONDict,
+        ts: int = 0,
+        kind: Literal["hand"] = "hand",
+    ) -> None:
+        object.__setattr__(self, "profile_id", profile_id)
+        object.__setattr__(self, "absorbed", absorbed)
+        object.__setattr__(self, "state", state)
+        object.__setattr__(self, "ts", ts)
+        object.__setattr__(self, "kind", kind)
 
     def to_wire(self) -> JSONDict:
         return {
@@ -116,18 +159,22 @@ class HandOffRecord:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class EraseRecord:
     """``profile_id`` is erased: drop its state and timers."""
 
     profile_id: str
     kind: Literal["erase"] = "erase"
 
+    def __init__(self, profile_id: str, kind: Literal["erase"] = "erase") -> None:
+        object.__setattr__(self, "profile_id", profile_id)
+        object.__setattr__(self, "kind", kind)
+
     def to_wire(self) -> JSONDict:
         return {"k": "erase", "pid": self.profile_id}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class WatermarkRecord:
     """Each source partition of ``marks`` (``(source, watermark ms)`` pairs) has seen event
     time up to its watermark."""
@@ -135,13 +182,21 @@ class WatermarkRecord:
     marks: tuple[tuple[int, int], ...]
     kind: Literal["wms"] = "wms"
 
+    def __init__(self, marks: tuple[tuple[int, int], ...], kind: Literal["wms"] = "wms") -> None:
+        object.__setattr__(self, "marks", marks)
+        object.__setattr__(self, "kind", kind)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class IdleRecord:
     """Source partition ``source`` is read to its end by its owner."""
 
     source: int
     kind: Literal["idle"] = "idle"
+
+    def __init__(self, source: int, kind: Literal["idle"] = "idle") -> None:
+        object.__setattr__(self, "source", source)
+        object.__setattr__(self, "kind", kind)
 
 
 #: The records that belong to one profile (and follow it to its survivor after a merge).
@@ -381,3 +436,7 @@ def idle_record(source: int) -> bytes:
 
 def erase_record(pid: str) -> bytes:
     return dumps({"k": "erase", "pid": pid})
+
+
+# interpreted (no compiler here): faster __init__s; compiled, they are left as written
+fast_init(EventRecord)

@@ -20,14 +20,18 @@ from streams.frozen import fast_init
 SEP = "|"
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class TimerId:
     """One timer of one profile's rule. Built where a timer is set, parsed where a stored form is read."""
 
     profile_id: str
     rule: str
     name: str
+
+    def __init__(self, profile_id: str, rule: str, name: str) -> None:
+        object.__setattr__(self, "profile_id", profile_id)
+        object.__setattr__(self, "rule", rule)
+        object.__setattr__(self, "name", name)
 
     @classmethod
     def parse(cls, member: str) -> TimerId:
@@ -60,3 +64,7 @@ class TimerId:
 def rule_of_key(key: str) -> str:
     """The rule of a ``rule|name`` key of :attr:`ProfileState.timers`."""
     return key.partition(SEP)[0]
+
+
+# interpreted (no compiler here): faster __init__s; compiled, they are left as written
+fast_init(TimerId)
