@@ -11,6 +11,8 @@ import pytest
 
 from streams.consent.decide import Reason
 from streams.frozen import COMPILED, GENERATED, fast_init
+from streams.model import Event
+from streams.pipeline.records import InRecord
 
 #: the modules whose hot records use fast_init (importing them registers the classes)
 MODULES = (
@@ -84,6 +86,11 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "Refused": {"channel": "email", "reason": Reason.FREQUENCY_CAP, "detail": "d"},
     "Verdict": {"region": "US"},
     "EventRecord": {"profile_id": "p", "event": {}},
+    "Pending": {
+        "rec": InRecord("t", 0, 3, None, b"v"),
+        "ev": Event("m", "track", 1, "web", ()),
+        "raw": b"{}",
+    },
 }
 
 

@@ -40,22 +40,29 @@ log = logging.getLogger(__name__)
 __all__ = ["HASHED_TYPES", "IntakeStage", "IntakeTopics", "pseudonymize"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class IntakeTopics:
     deadletter: str
     profiled: str
     identity_changes: str
 
+    def __init__(self, deadletter: str, profiled: str, identity_changes: str) -> None:
+        object.__setattr__(self, "deadletter", deadletter)
+        object.__setattr__(self, "profiled", profiled)
+        object.__setattr__(self, "identity_changes", identity_changes)
 
-@dataclass(frozen=True, slots=True)
+
 class Failed:
-    """Our code failed on this record: it is dead-lettered on its own."""
+    """Our code failed on this record: it is dead-lettered on its own. (Not a dataclass: mypyc's
+    compiled module cannot give ``dataclasses`` the builtin ``Exception`` of its annotation.)"""
 
-    exc: Exception
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Pending:
     """A parsed event on its way through the stage, with its record and serialized form."""
 
@@ -64,12 +71,20 @@ class Pending:
     #: ``ev.to_dict()`` serialized once, before any Redis write (it cannot fail later)
     raw: bytes
 
+    def __init__(self, rec: InRecord, ev: Event, raw: bytes) -> None:
+        object.__setattr__(self, "rec", rec)
+        object.__setattr__(self, "ev", ev)
+        object.__setattr__(self, "raw", raw)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class Erasure:
     """What an erasure request erased: live profile id -> every profile id erased with it."""
 
     erased: dict[str, list[str]]
+
+    def __init__(self, erased: dict[str, list[str]]) -> None:
+        object.__setattr__(self, "erased", erased)
 
 
 def is_erasure(ev: Event) -> bool:
@@ -386,3 +401,7 @@ class IntakeStage:
                     envelope.to_profile(self.topics.profiled, g, envelope.erase_record(g), self.partitions)
                 )
         return out
+
+
+# interpreted (no compiler here): a faster __init__; compiled, it is left as written
+fast_init(Pending)

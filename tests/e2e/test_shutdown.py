@@ -41,19 +41,28 @@ DAY = 86_400_000
 #: run in the worker process: every intake batch waits SLOW seconds first, and says so
 SLOW_WORKER = """
 import asyncio, os, sys
-from streams.pipeline import intake_stage
+from streams import runtime
 from streams.cli import main
 
-slow, process = float(os.environ["SLOW"]), intake_stage.IntakeStage.process
+slow, IntakeStage = float(os.environ["SLOW"]), runtime.IntakeStage
 
-async def slowed(self, batch, now_ms):
-    print(f"SLOW BATCH {len(batch)}", file=sys.stderr, flush=True)
-    await asyncio.sleep(slow)
-    out = await process(self, batch, now_ms)
-    print(f"SLOW DONE {len(batch)}", file=sys.stderr, flush=True)
-    return out
+# the worker's intake stage, each batch SLOW seconds later: a wrapper, not a subclass or a
+# replaced method (the stage is compiled after `make native`, and a compiled class allows neither)
+class Slowed:
+    def __init__(self, *args, **kwargs):
+        self.stage = IntakeStage(*args, **kwargs)
 
-intake_stage.IntakeStage.process = slowed
+    def __getattr__(self, name):
+        return getattr(self.stage, name)
+
+    async def process(self, batch, now_ms):
+        print(f"SLOW BATCH {len(batch)}", file=sys.stderr, flush=True)
+        await asyncio.sleep(slow)
+        out = await self.stage.process(batch, now_ms)
+        print(f"SLOW DONE {len(batch)}", file=sys.stderr, flush=True)
+        return out
+
+runtime.IntakeStage = Slowed
 sys.argv = ["cxstream", "worker"]
 main()
 """
