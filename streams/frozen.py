@@ -43,8 +43,14 @@ def fast_init(cls: type[T]) -> type[T]:
     slot writes there, ~10x faster than this one), and a compiled class's methods cannot be
     replaced. Such classes are kept in :data:`COMPILED`."""
     params = getattr(cls, "__dataclass_params__", None)
-    if params is not None and params.frozen and not isinstance(vars(cls).get("__init__"), types.FunctionType):
-        COMPILED.add(cls)  # compiled: its __init__ is a C slot wrapper (and it has no __slots__)
+    own_init = vars(cls).get("__init__")
+    if (
+        params is not None
+        and params.frozen
+        and own_init is not None
+        and not isinstance(own_init, types.FunctionType)
+    ):
+        COMPILED.add(cls)  # compiled: its own __init__ is a C slot wrapper (and it has no __slots__)
         return cls
     if params is None or not params.frozen or "__slots__" not in vars(cls):
         raise TypeError(f"{cls.__qualname__}: fast_init is for @dataclass(frozen=True, slots=True)")

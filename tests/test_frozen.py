@@ -160,3 +160,25 @@ def test_refuses_what_it_cannot_do_exactly() -> None:
     for cls in (NotFrozen, NoSlots, PostInit, KwOnly, NotInInit):
         with pytest.raises(TypeError):
             fast_init(cls)
+
+
+def test_an_interpreted_class_with_its_init_written_out_gets_the_faster_one() -> None:
+    """As the compiled modules' classes are written, run from source (no compiler)."""
+
+    @dataclasses.dataclass(frozen=True, slots=True, init=False)
+    class Written:
+        a: int
+        b: list[int] = dataclasses.field(default_factory=list)
+
+        def __init__(self, a: int, b: list[int] | None = None) -> None:
+            object.__setattr__(self, "a", a)
+            object.__setattr__(self, "b", [] if b is None else b)
+
+    written_init = Written.__init__
+    assert fast_init(Written) is Written
+    assert Written not in COMPILED and GENERATED[Written] is written_init
+    assert Written.__init__ is not written_init
+    made = Written(1)
+    assert (made.a, made.b) == (1, []) and made.b is not Written(1).b
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.a = 2  # type: ignore[misc]
