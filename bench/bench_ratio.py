@@ -20,7 +20,8 @@ On the local stack (Tansu + Redis, ``streams.stack.LocalStack``), each on a fres
    steady offered load (``bench_scale.bench_latency``).
 
 Prints numbers; asserts nothing. ``--py-spy FILE`` records a py-spy profile of the worker of
-step 2 (``pip install py-spy``; speedscope format) for finding where its CPU goes.
+step 2 (``pip install py-spy``; speedscope format) for finding where its CPU goes; add
+``--native`` to see inside the compiled modules (their C functions, ``CPyDef_...``).
 """
 
 from __future__ import annotations
@@ -111,6 +112,12 @@ def main() -> None:
     )
     ap.add_argument("--py-spy", metavar="FILE", help="record a py-spy profile of the worker's run here")
     ap.add_argument(
+        "--native",
+        action="store_true",
+        help="with --py-spy: native frames too, which show the compiled modules' C functions "
+        "(`make native`; without it their time is charged to the Python frame that called them)",
+    )
+    ap.add_argument(
         "--set",
         action="append",
         default=[],
@@ -137,6 +144,7 @@ def main() -> None:
             "-r",
             "200",
             "--gil",
+            *(["--native"] if args.native else []),
             "-p",
             str(procs[0].pid),
         ]
