@@ -45,7 +45,7 @@ def clean() -> None:
 def build() -> int:
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
-        print("native: no C compiler (cc): the worker runs from source, ~11% more CPU per event")
+        print("native: no C compiler (cc): the worker runs from source, with more CPU per event")
         return 0
     clean()
     # setuptools runs in a scratch directory that links to our packages: in the repository it

@@ -69,15 +69,7 @@ def _sample(f: dataclasses.Field[Any]) -> Any:
     checks the types it is given)."""
     if f.default_factory is not dataclasses.MISSING:
         made = f.default_factory()
-        return (
-            {"x": 1}
-            if isinstance(made, dict)
-            else {"x"}
-            if isinstance(made, set)
-            else made
-            if not isinstance(made, list)
-            else [1]
-        )
+        return {dict: {"x": 1}, set: {"x"}, list: [1]}.get(type(made), made)
     default = f.default
     if isinstance(default, bool):
         return not default
