@@ -67,6 +67,10 @@ TIMER_LEASE_MS: Final = 30 * SECOND_MS
 TIMER_MAX_ATTEMPTS: Final = 3
 #: Most timers fired per partition per scan, so one partition cannot starve the others.
 TIMER_SCAN_LIMIT: Final = 500
+#: Most timers that one due timer's firing may set due already and fire at once, in the same
+#: round (``streams.pipeline.decide_timers``); a rule that keeps setting due timers leaves the
+#: rest to the next round.
+TIMER_CHAIN_LIMIT: Final = 16
 
 #: Identifier types that leave a profile anonymous (``message_id``: the fallback of an event whose
 #: identifiers were all blocked). A profile with any other type is known and kept until erased.

@@ -463,8 +463,10 @@ class DecideStage:
 
     # ------------------------------------------------------------------ timers
     def clock_now(self, partition: int) -> int | None:
+        """The partition's time that timers are due by: the stage's wall clock (:attr:`wall`), or
+        the partition's event clock (``None`` until it has started)."""
         if self.clock_mode == "wall":
-            return wall_ms()
+            return self.wall()
         return self.event_clock.now(partition)
 
     async def fire_due(self, partitions: Iterable[int]) -> Result:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from streams import metrics
-from streams.constants import TIMER_MAX_ATTEMPTS
+from streams.constants import TIMER_CHAIN_LIMIT, TIMER_MAX_ATTEMPTS
 from streams.engine.effects import RuleFailure
 from streams.engine.timers import DueTimer
 from streams.exceptions import FatalError
@@ -21,6 +21,7 @@ from streams.model import SourceRef, dumps
 from streams.pipeline.decide_result import Result
 from streams.pipeline.records import OutRecord
 from streams.state import ProfileState
+from streams.state.timer_id import SEP
 
 if TYPE_CHECKING:
     from streams.pipeline.decide_stage import DecideStage
@@ -81,21 +82,54 @@ async def fire_due(stage: DecideStage, partitions: Iterable[int]) -> Result:
         if state.timers.get(t.timer_id.key) != t.due:
             res.commit.fired.setdefault(p, []).append(t)
             continue  # stale: rescheduled or cancelled since
-        _fire_one(stage, res, p, t, state)
+        _fire_chain(stage, res, p, t, state, clocks[p])
     # Another round only after progress (a round of held-up timers alone would claim them again
-    # at once), and only if a partition gave as many as asked for, or a timer that fired set
-    # another that is due already.
-    res.more = bool(res.commit.fired) and (
-        full
-        or any(
-            due <= clocks[p]
-            for p, ops in res.commit.timers.items()
-            if p in clocks
-            for due, _ in ops.schedule.values()
-        )
-    )
+    # at once), and only if a partition gave as many as asked for, or a timer due already was set
+    # and not fired in this round (past the chain limit, by a release of held events, or its rule
+    # failed): it is in the store once this round is committed.
+    res.more = bool(res.commit.fired) and (full or _due_left(res, clocks))
     metrics.flush()
     return res
+
+
+def _due_left(res: Result, clocks: dict[int, int]) -> bool:
+    """Whether ``res`` schedules a timer due at its partition's clock that it did not fire."""
+    for p, ops in res.commit.timers.items():
+        clock = clocks.get(p)
+        if clock is None:
+            continue
+        fired: set[tuple[str, int]] | None = None
+        for member, (due, _) in ops.schedule.items():
+            if due <= clock:
+                if fired is None:
+                    fired = {(t.member, t.due) for t in res.commit.fired.get(p, ())}
+                if (member, due) not in fired:
+                    return True
+    return False
+
+
+def _fire_chain(stage: DecideStage, res: Result, p: int, t: DueTimer, state: ProfileState, now: int) -> None:
+    """Fire ``t``; then, earliest first, each timer that a firing set for this profile due
+    already at ``now``, up to :data:`TIMER_CHAIN_LIMIT` of them.
+
+    The next round would claim such a timer from the store and fire it on the state saved
+    here, which is this state: nothing else touches the profile in between (the stage's
+    lock). Fired here, it costs no round (claims, states, produce and commit) of its own.
+    Its schedule and its firing go in the same commit: applied, then done, which removes it
+    unless a later firing set it again (:meth:`TimerStore.done`)."""
+    ready = _fire_one(stage, res, p, t, state, now)
+    chained = 0
+    while ready and chained < TIMER_CHAIN_LIMIT:
+        ready.sort(key=_due_order)
+        nxt = ready.pop(0)
+        if state.timers.get(nxt.timer_id.key) != nxt.due:
+            continue  # set again or cancelled by a later firing
+        chained += 1
+        ready += _fire_one(stage, res, p, nxt, state, now)
+
+
+def _due_order(t: DueTimer) -> tuple[int, str]:
+    return t.due, t.member
 
 
 async def release_waiting(stage: DecideStage, partitions: Iterable[int]) -> Result:
@@ -130,7 +164,11 @@ async def release_waiting(stage: DecideStage, partitions: Iterable[int]) -> Resu
     return res
 
 
-def _fire_one(stage: DecideStage, res: Result, p: int, t: DueTimer, state: ProfileState) -> None:
+def _fire_one(
+    stage: DecideStage, res: Result, p: int, t: DueTimer, state: ProfileState, now: int
+) -> list[DueTimer]:
+    """Fire ``t`` into ``res``. Returns the timers its firing set for this profile that are due
+    at ``now`` (empty if it failed: the profile stays as it was)."""
     tid = t.timer_id
     pid, key = tid.profile_id, tid.key
     before = state.to_json()
@@ -155,12 +193,20 @@ def _fire_one(stage: DecideStage, res: Result, p: int, t: DueTimer, state: Profi
         metrics.TIMERS_FIRED.labels(tid.rule).inc()
         res.commit.fired.setdefault(p, []).append(t)
         res.absorb(one)
-        return
+        ops = one.commit.timers.get(p)
+        if ops is None:
+            return []
+        prefix = pid + SEP
+        return [
+            DueTimer(member, due, payload)
+            for member, (due, payload) in ops.schedule.items()
+            if due <= now and member.startswith(prefix)
+        ]
     state.restore(before)
     attempts = state.fails.get(key, 0) + 1
     if attempts < TIMER_MAX_ATTEMPTS:
         state.fails[key] = attempts  # still claimed: tried again when the lease lapses
-        return
+        return []
     # Given up: the timer leaves the store, its payload goes to the dead-letter topic.
     state.fails.pop(key, None)
     state.timers.pop(key, None)
@@ -182,3 +228,4 @@ def _fire_one(stage: DecideStage, res: Result, p: int, t: DueTimer, state: Profi
     res.records.append(OutRecord(stage.topics.deadletter, dl.key, dl.value, None, dl.headers()))
     if failure is not None:
         stage.emit_error_decision(res, failure, state)
+    return []
