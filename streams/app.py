@@ -164,12 +164,9 @@ def build_app(settings: Settings, stores: Stores | None = None) -> tuple[faust.A
             async def run(batch: list[InRecord] = batch) -> None:
                 async with runtime.lock:
                     await runtime.adopt(_owned(app, settings.topic_profiled) | {r.partition for r in batch})
-                    res = await runtime.decide.process(batch)
-                    await runtime.run_decide(res, produce)
-                    if settings.clock == "event":
-                        # the batch may have moved the event clock: fire what is due now
-                        while await runtime.fire_round({r.partition for r in batch}, produce):
-                            pass
+                    # the batch may move the event clock: what is due then fires with it
+                    fire = {r.partition for r in batch} if settings.clock == "event" else None
+                    await runtime.decide_batch(batch, produce, fire)
 
             await _finish("decide", run)
             _done(lag, events)

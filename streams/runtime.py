@@ -36,7 +36,7 @@ from streams.measure.activity import (
 from streams.model import CALL_TYPES
 from streams.pipeline.decide_stage import DecideStage, DecideTopics, Result
 from streams.pipeline.intake_stage import IntakeStage, IntakeTopics
-from streams.pipeline.records import OutRecord
+from streams.pipeline.records import InRecord, OutRecord
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -167,6 +167,22 @@ class Runtime:
         if result.commit.active or result.commit.inactive:
             self._activity_changed = True
         self.decide.observe_latency(result)
+
+    async def decide_batch(
+        self, batch: Sequence[InRecord], produce: Produce, fire: Iterable[int] | None = None
+    ) -> None:
+        """One batch of the repartition topic, produced and committed. ``fire``: partitions whose
+        due timers fire with the batch (the event clock: the batch may have moved it), in the same
+        produce and commit, as a round after the batch's commit would fire them; then more rounds
+        while some may be left (:meth:`fire_round`). The caller holds :attr:`lock`."""
+        res = await self.decide.process(batch)
+        parts = sorted(set(fire)) if fire is not None else []
+        if parts:
+            res = await self.decide.fire_due(parts, res)
+        await self.run_decide(res, produce)
+        if res.more:
+            while await self.fire_round(parts, produce):
+                pass
 
     async def fire_round(self, partitions: Iterable[int], produce: Produce) -> bool:
         """One round of due timers: produce and commit what it did, even when no timer fired (a

@@ -92,8 +92,9 @@ class LocalPipeline:
             batch = list(self.queue)
             self.queue.clear()
             await rt.adopt(rt.known_partitions | {r.partition for r in batch})
-            res = await rt.decide.process(batch)
-            await rt.run_decide(res, self._produce)
+            # as a worker does: on the event clock, what the batch made due fires with it
+            fire = rt.known_partitions if self.settings.clock == "event" else None
+            await rt.decide_batch(batch, self._produce, fire)
             await self._fire()
 
     async def _fire(self) -> None:

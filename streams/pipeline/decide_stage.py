@@ -469,9 +469,10 @@ class DecideStage:
             return self.wall()
         return self.event_clock.now(partition)
 
-    async def fire_due(self, partitions: Iterable[int]) -> Result:
-        """Claim and run due timers of these partitions: :func:`.decide_timers.fire_due`."""
-        return await decide_timers.fire_due(self, partitions)
+    async def fire_due(self, partitions: Iterable[int], batch: Result | None = None) -> Result:
+        """Claim and run due timers of these partitions (into ``batch``, a batch's result not
+        committed yet): :func:`.decide_timers.fire_due`."""
+        return await decide_timers.fire_due(self, partitions, batch)
 
     async def release_waiting(self, partitions: Iterable[int]) -> Result:
         """Profiles that waited longer than the hand-off timeout go on without it, even when

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("streams.pipeline.decide_stage")
 
 
-async def fire_due(stage: DecideStage, partitions: Iterable[int]) -> Result:
+async def fire_due(stage: DecideStage, partitions: Iterable[int], batch: Result | None = None) -> Result:
     """Claim and run up to ``stage.timer_batch`` due timers of each of these partitions.
 
     Each timer is isolated: one whose rule fails (or that the stage cannot apply) leaves
@@ -37,9 +37,13 @@ async def fire_due(stage: DecideStage, partitions: Iterable[int]) -> Result:
     after :data:`TIMER_MAX_ATTEMPTS` failures it is dead-lettered with its payload (and a
     ``cx.decisions`` record with outcome ``error``). The other timers go on. Raises only
     :class:`FatalError` (an outage): nothing is persisted then.
+
+    ``batch``: the result of a batch that is not committed yet; the round goes into it, as if
+    the batch had been committed first (one produce and one commit for both). Its states are
+    the profiles' states, and the timers it set that are due are fired with those it claims.
     """
     limit = stage.timer_batch
-    res = Result()
+    res = Result() if batch is None else batch
     claimed: list[tuple[int, DueTimer]] = []
     clocks: dict[int, int] = {}
     full = False
@@ -55,9 +59,11 @@ async def fire_due(stage: DecideStage, partitions: Iterable[int]) -> Result:
             late = now - t.due if stage.clock_mode == "wall" else stage.event_clock.lateness_ms(p, t.due)
             metrics.TIMER_LATENESS.observe(max(0.0, late / 1000))
         claimed += [(p, t) for t in due]
+    if batch is not None:
+        claimed = _with_set_due(batch, claimed, clocks)
     if not claimed:
         return res
-    cache = await stage.states.load({t.profile_id for _, t in claimed})
+    cache = await _states(stage, batch, {t.profile_id for _, t in claimed})
     for p, t in sorted(claimed, key=lambda x: (x[1].due, x[1].member)):
         pid = t.profile_id
         state = cache[pid]
@@ -90,6 +96,36 @@ async def fire_due(stage: DecideStage, partitions: Iterable[int]) -> Result:
     res.more = bool(res.commit.fired) and (full or _due_left(res, clocks))
     metrics.flush()
     return res
+
+
+def _with_set_due(
+    batch: Result, claimed: list[tuple[int, DueTimer]], clocks: dict[int, int]
+) -> list[tuple[int, DueTimer]]:
+    """``claimed``, plus the timers ``batch`` set that are due at their partition's clock: in the
+    store once the batch is committed, a round after the commit would claim them. Where the batch
+    set a claimed timer again, its new due time and payload are the timer's."""
+    out: dict[tuple[int, str], DueTimer] = {(p, t.member): t for p, t in claimed}
+    for p, ops in batch.commit.timers.items():
+        clock = clocks.get(p)
+        if clock is None:
+            continue
+        for member, (due, payload) in ops.schedule.items():
+            if due <= clock:
+                out[(p, member)] = DueTimer(member, due, payload)
+    return [(p, t) for (p, _), t in out.items()]
+
+
+async def _states(stage: DecideStage, batch: Result | None, pids: set[str]) -> dict[str, ProfileState]:
+    """The states of ``pids``: the batch's where it changed them (a profile it erased is a fresh
+    state, as the store would give once the erasure is committed), the store's for the others."""
+    if batch is None:
+        return await stage.states.load(pids)
+    changed = batch.commit.states
+    cache = await stage.states.load(pids - changed.keys())
+    for pid in pids & changed.keys():
+        state = changed[pid]
+        cache[pid] = ProfileState() if state is None else state
+    return cache
 
 
 def _due_left(res: Result, clocks: dict[int, int]) -> bool:
