@@ -55,9 +55,6 @@ async def fire_due(stage: DecideStage, partitions: Iterable[int], batch: Result 
     for p, due in (await stage.timers.claim_many(clocks, stage.wall(), limit)).items():
         now = clocks[p]
         full = full or len(due) >= limit
-        for t in due:  # lateness in wall time since it became due, on either clock
-            late = now - t.due if stage.clock_mode == "wall" else stage.event_clock.lateness_ms(p, t.due)
-            metrics.TIMER_LATENESS.observe(max(0.0, late / 1000))
         claimed += [(p, t) for t in due]
     if batch is not None:
         claimed = _with_set_due(batch, claimed, clocks)
@@ -96,6 +93,13 @@ async def fire_due(stage: DecideStage, partitions: Iterable[int], batch: Result 
     res.more = bool(res.commit.fired) and (full or _due_left(res, clocks))
     metrics.flush()
     return res
+
+
+def _observe_lateness(stage: DecideStage, p: int, now: int, due: int) -> None:
+    """``cxstream_timer_lateness_seconds`` of a timer that fires now: wall time since it became
+    due, on either clock (a timer found stale, merged away or held up is not firing)."""
+    late = now - due if stage.clock_mode == "wall" else stage.event_clock.lateness_ms(p, due)
+    metrics.TIMER_LATENESS.observe(max(0.0, late / 1000))
 
 
 def _with_set_due(
@@ -153,6 +157,7 @@ def _fire_chain(stage: DecideStage, res: Result, p: int, t: DueTimer, state: Pro
     lock). Fired here, it costs no round (claims, states, produce and commit) of its own.
     Its schedule and its firing go in the same commit: applied, then done, which removes it
     unless a later firing set it again (:meth:`TimerStore.done`)."""
+    _observe_lateness(stage, p, now, t.due)
     ready = _fire_one(stage, res, p, t, state, now)
     chained = 0
     while ready and chained < TIMER_CHAIN_LIMIT:
@@ -161,6 +166,7 @@ def _fire_chain(stage: DecideStage, res: Result, p: int, t: DueTimer, state: Pro
         if state.timers.get(nxt.timer_id.key) != nxt.due:
             continue  # set again or cancelled by a later firing
         chained += 1
+        _observe_lateness(stage, p, now, nxt.due)
         ready += _fire_one(stage, res, p, nxt, state, now)
 
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 
 from bench.bench_pipeline import journeys
 from streams.engine.state import MemoryStateStore
@@ -79,8 +80,15 @@ def stores(rt: Runtime) -> tuple[object, ...]:
 def test_timers_fired_with_the_batch_give_what_a_round_after_its_commit_gives(seed: int) -> None:
     events = journeys(3000, seed=seed)
     before, after = runtime(), runtime()
+
+    def lateness_observed() -> float:
+        return REGISTRY.get_sample_value("cxstream_timer_lateness_seconds_count") or 0.0
+
+    start = lateness_observed()
     old, batches, old_calls = asyncio.run(run(before, events, with_batch=False))
+    middle = lateness_observed()
     new, _, new_calls = asyncio.run(run(after, events, with_batch=True))
+    assert lateness_observed() - middle == middle - start > 0  # every fired timer's, once
     s = before.settings
     # not a comparison of nothing: timers fired (carts abandoned) and triggers were decided
     decided = [orjson.loads(v) for t, _, v in new if t == s.topic_decisions]

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 
 from rules.base import Outcome, Rule, RuleContext, Timer, TimerSpec, TriggerSpec
 from streams.constants import TIMER_CHAIN_LIMIT, TIMER_MAX_ATTEMPTS
@@ -105,8 +106,11 @@ def test_timers_a_firing_sets_due_already_fire_in_the_same_round() -> None:
     async def run() -> None:
         await arm(rt, start("u1", hops=3, step=100), start("u2", hops=1, step=100))
         clock.now = T0 + 60_000  # every hop of both chains is due
+        observed = REGISTRY.get_sample_value("cxstream_timer_lateness_seconds_count") or 0
         names, more = await round_(rt)
         assert sorted(names) == ["t0", "t0", "t1", "t1", "t2", "t3"]
+        # each timer's lateness is observed once, chained or claimed
+        assert REGISTRY.get_sample_value("cxstream_timer_lateness_seconds_count") == observed + 6
         assert names.index("t3") > names.index("t2") > names.index("t1")  # each after the one that set it
         assert not more  # nothing due is left for another round
         assert await rt.stores.timers.pending(0) == 0
