@@ -61,6 +61,7 @@ async def fire_due(stage: DecideStage, partitions: Iterable[int], batch: Result 
     if not claimed:
         return res
     cache = await _states(stage, batch, {t.profile_id for _, t in claimed})
+    tried: set[tuple[int, str, int]] = set()  # (partition, member, due) of every timer run
     for p, t in sorted(claimed, key=lambda x: (x[1].due, x[1].member)):
         pid = t.profile_id
         state = cache[pid]
@@ -85,12 +86,13 @@ async def fire_due(stage: DecideStage, partitions: Iterable[int], batch: Result 
         if state.timers.get(t.timer_id.key) != t.due:
             res.commit.fired.setdefault(p, []).append(t)
             continue  # stale: rescheduled or cancelled since
-        _fire_chain(stage, res, p, t, state, clocks[p])
+        _fire_chain(stage, res, p, t, state, clocks[p], tried)
     # Another round only after progress (a round of held-up timers alone would claim them again
     # at once), and only if a partition gave as many as asked for, or a timer due already was set
-    # and not fired in this round (past the chain limit, by a release of held events, or its rule
-    # failed): it is in the store once this round is committed.
-    res.more = bool(res.commit.fired) and (full or _due_left(res, clocks))
+    # and not run in this round (past the chain limit, or by a release of held events): it is in
+    # the store once this round is committed. One whose rule failed here waits for a later round,
+    # as a claimed one waits for its lease.
+    res.more = bool(res.commit.fired) and (full or _due_left(res, clocks, tried))
     metrics.flush()
     return res
 
@@ -132,23 +134,27 @@ async def _states(stage: DecideStage, batch: Result | None, pids: set[str]) -> d
     return cache
 
 
-def _due_left(res: Result, clocks: dict[int, int]) -> bool:
-    """Whether ``res`` schedules a timer due at its partition's clock that it did not fire."""
+def _due_left(res: Result, clocks: dict[int, int], tried: set[tuple[int, str, int]]) -> bool:
+    """Whether ``res`` schedules a timer due at its partition's clock that was not run."""
     for p, ops in res.commit.timers.items():
         clock = clocks.get(p)
         if clock is None:
             continue
-        fired: set[tuple[str, int]] | None = None
         for member, (due, _) in ops.schedule.items():
-            if due <= clock:
-                if fired is None:
-                    fired = {(t.member, t.due) for t in res.commit.fired.get(p, ())}
-                if (member, due) not in fired:
-                    return True
+            if due <= clock and (p, member, due) not in tried:
+                return True
     return False
 
 
-def _fire_chain(stage: DecideStage, res: Result, p: int, t: DueTimer, state: ProfileState, now: int) -> None:
+def _fire_chain(
+    stage: DecideStage,
+    res: Result,
+    p: int,
+    t: DueTimer,
+    state: ProfileState,
+    now: int,
+    tried: set[tuple[int, str, int]],
+) -> None:
     """Fire ``t``; then, earliest first, each timer that a firing set for this profile due
     already at ``now``, up to :data:`TIMER_CHAIN_LIMIT` of them.
 
@@ -156,8 +162,10 @@ def _fire_chain(stage: DecideStage, res: Result, p: int, t: DueTimer, state: Pro
     here, which is this state: nothing else touches the profile in between (the stage's
     lock). Fired here, it costs no round (claims, states, produce and commit) of its own.
     Its schedule and its firing go in the same commit: applied, then done, which removes it
-    unless a later firing set it again (:meth:`TimerStore.done`)."""
+    unless a later firing set it again (:meth:`TimerStore.done`). ``tried``: each timer run is
+    added to it."""
     _observe_lateness(stage, p, now, t.due)
+    tried.add((p, t.member, t.due))
     ready = _fire_one(stage, res, p, t, state, now)
     chained = 0
     while ready and chained < TIMER_CHAIN_LIMIT:
@@ -167,6 +175,7 @@ def _fire_chain(stage: DecideStage, res: Result, p: int, t: DueTimer, state: Pro
             continue  # set again or cancelled by a later firing
         chained += 1
         _observe_lateness(stage, p, now, nxt.due)
+        tried.add((p, nxt.member, nxt.due))
         ready += _fire_one(stage, res, p, nxt, state, now)
 
 
