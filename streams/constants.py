@@ -63,7 +63,9 @@ DEDUPE_BUCKETS: Final = 64
 TIMER_LEASE_MS: Final = 30 * SECOND_MS
 #: Attempts at a timer whose rule fails before it is dead-lettered with its payload. Rules do
 #: no I/O, so a failure is almost always a bug; the retries (one per lease, 30 s apart) cover
-#: a rule fixed by a rolling restart within a minute, and nothing is held up meanwhile.
+#: a rule fixed by a rolling restart within a minute, and nothing is held up meanwhile. A timer
+#: fired in the round that set it (with its batch, or chained) was not claimed: its second
+#: attempt is at the next round, which claims it, and the lease paces the third.
 TIMER_MAX_ATTEMPTS: Final = 3
 #: Most timers fired per partition per scan, so one partition cannot starve the others.
 TIMER_SCAN_LIMIT: Final = 500
