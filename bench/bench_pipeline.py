@@ -62,6 +62,18 @@ def journeys(n_events: int, seed: int = 1) -> list[bytes]:
     return out
 
 
+def consumed(out: Sequence[OutRecord], topic: str, offsets: dict[int, int]) -> list[InRecord]:
+    """The records of ``out`` for ``topic`` as the decide stage reads them: each at the next offset
+    of its partition (``offsets``, partition -> next offset, is moved on)."""
+    batch = []
+    for r in out:
+        if r.topic == topic:
+            p = r.partition or 0
+            batch.append(InRecord(r.topic, p, offsets.get(p, 0), r.key, r.value))
+            offsets[p] = offsets.get(p, 0) + 1
+    return batch
+
+
 async def bench_stages(settings: Settings, events: list[bytes], batch: int) -> None:
     """The stages as the worker runs them (``streams.app``), without Kafka or faust: intake,
     then decide with the timers its batch made due on the event clock, in one produce and commit
@@ -94,12 +106,7 @@ async def bench_stages(settings: Settings, events: list[bytes], batch: int) -> N
         # as a worker's intake writes them: one batch record per repartition partition
         out = batched(await rt.intake.process(recs, int(time.time() * 1000)), topic, max_request)
         took("intake", w0, c0)
-        prof = []
-        for r in out:
-            if r.topic == settings.topic_profiled:
-                p = r.partition or 0
-                prof.append(InRecord(r.topic, p, offsets.get(p, 0), r.key, r.value))
-                offsets[p] = offsets.get(p, 0) + 1
+        prof = consumed(out, topic, offsets)
         # Runtime.decide_batch, step by step: the batch, its due timers fired into its result
         # (timers), then one produce and commit for both (decide), and any rounds left (timers)
         parts = sorted({r.partition for r in prof})

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from prometheus_client import REGISTRY
 
-from bench.bench_pipeline import journeys
+from bench.bench_pipeline import consumed, journeys
 from streams.engine.state import MemoryStateStore
 from streams.engine.timers import MemoryTimerStore
 from streams.pipeline.envelope import batched
@@ -52,12 +52,7 @@ async def run(rt: Runtime, events: Sequence[bytes], with_batch: bool) -> tuple[P
         out = batched(
             await rt.intake.process(recs, 1_800_000_000_000), s.topic_profiled, s.kafka_max_request_size
         )
-        batch = []
-        for r in out:
-            if r.topic == s.topic_profiled:
-                p = r.partition or 0
-                batch.append(InRecord(r.topic, p, offsets.get(p, 0), r.key, r.value))
-                offsets[p] = offsets.get(p, 0) + 1
+        batch = consumed(out, s.topic_profiled, offsets)
         parts = {r.partition for r in batch}
         batches += 1
         await rt.adopt(set(offsets))
