@@ -51,10 +51,35 @@ log = logging.getLogger(__name__)
 
 #: seconds between consumer-lag measurements (one position lookup per assigned partition)
 LAG_INTERVAL = 2.0
-#: faust's stream buffer, in batches of ``batch_size`` (faust's default is 4096 messages)
+#: faust's stream buffer, in batches of ``batch_size`` (faust's default is 4096 messages); at
+#: least a fetch round's worth (:func:`stream_buffer_size`)
 STREAM_BUFFER_BATCHES = 16
 #: most bytes one fetch brings per partition (faust's default is 1 MiB)
 FETCH_BYTES_PER_PARTITION = 4 * 1024 * 1024
+#: the event size a stream buffer is sized for: a fetch of every partition, of events this
+#: small, fits in the buffer below its pressure mark (:func:`stream_buffer_size`)
+ROUND_EVENT_BYTES = 256
+
+
+def stream_buffer_size(settings: Settings) -> int:
+    """faust's ``stream_buffer_maxsize``: room for whole batches in flight, and for one delivery
+    round, whichever is more.
+
+    One delivery round (faust's ``getmany``) hands the streams every record fetched, in turns
+    across the partitions: up to ``FETCH_BYTES_PER_PARTITION`` of each. faust's delivery waits,
+    record by record, while a stream's buffer is full, and every other stream's records wait
+    behind. With 16 batches (16,000 events) and a 50,000-event raw backlog, the first round
+    filled the intake buffer and the decide stage got its records only after most of the
+    backlog: decide idle for the first 2-3 s (issue 13). Sized for a round of every partition at
+    ``ROUND_EVENT_BYTES`` per event below the pressure mark (where faust stops fetching a
+    partition: four fifths of the buffer), a round does not wait, and the order in which the
+    records reach the streams is the same as before. Bounding the round's count instead
+    (``broker_max_poll_records``) would drain it one partition at a time, which takes intake
+    away from the order across sources (README, Performance, fourth round). The buffer holds
+    references to the fetched records, not copies: ~20 MB more at the peak here.
+    """
+    per_round = settings.partitions * FETCH_BYTES_PER_PARTITION // ROUND_EVENT_BYTES
+    return max(STREAM_BUFFER_BATCHES * settings.batch_size, 4096, per_round * 5 // 4)
 
 
 def _credentials(settings: Settings) -> Any:
@@ -112,7 +137,7 @@ def build_app(settings: Settings, stores: Stores | None = None) -> tuple[faust.A
         # Room for whole batches in flight: the fetcher pauses a partition when its stream
         # buffer is under pressure, so a buffer of a few batches keeps the agent fed while the
         # previous batch is produced and committed (issue 13).
-        stream_buffer_maxsize=max(STREAM_BUFFER_BATCHES * settings.batch_size, 4096),
+        stream_buffer_maxsize=stream_buffer_size(settings),
         consumer_max_fetch_size=FETCH_BYTES_PER_PARTITION,
         Monitor=fastpath.QuietMonitor,  # faust's statistics sensor, without per-message work
         Stream=fastpath.Stream,  # take_events from the channel queue in batches (streams/fastpath.py)
