@@ -7,6 +7,7 @@ same bytes (ids included); no wall-clock field is in a record.
 from __future__ import annotations
 
 import functools
+import hashlib
 import uuid
 
 from streams.constants import CLOUDEVENTS_CONTENT_TYPE, CLOUDEVENTS_SPEC
@@ -18,6 +19,7 @@ from streams.model import JSONDict, dumps
 
 #: Namespace of our deterministic ids (uuid5). Never change: it would change every trigger id.
 ID_NAMESPACE = uuid.UUID("5b0f7a52-3c1e-4c1d-9a55-2f1f8f0c6a11")
+_NAMESPACE_BYTES = ID_NAMESPACE.bytes
 
 SOURCE_PREFIX = "urn:cxstream:rule:"
 
@@ -27,7 +29,17 @@ def trigger_id(rule: str, version: int, key: str) -> str:
     """Deterministic: the same rule, version and condition key give the same id. Cached: one
     decision asks for it up to three times (its record, its activation, the profile's recent
     triggers), and a uuid5 costs ~3 µs."""
-    return str(uuid.uuid5(ID_NAMESPACE, f"{rule}|{version}|{key}"))
+    return uuid5_text(f"{rule}|{version}|{key}")
+
+
+def uuid5_text(name: str) -> str:
+    """``str(uuid.uuid5(ID_NAMESPACE, name))``, without the ``UUID`` object in between (~1 µs
+    against ~4; ``tests/engine/test_records.py`` holds the two to each other)."""
+    h = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode()).digest()[:16])
+    h[6] = (h[6] & 0x0F) | 0x50  # version 5
+    h[8] = (h[8] & 0x3F) | 0x80  # RFC 4122 variant
+    x = h.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
 def activation(f: Fired, policy_version: str) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
