@@ -76,7 +76,7 @@ def stream_buffer_size(settings: Settings) -> int:
     records reach the streams is the same as before. Bounding the round's count instead
     (``broker_max_poll_records``) would drain it one partition at a time, which takes intake
     away from the order across sources (README, Performance, fourth round). The buffer holds
-    references to the fetched records, not copies: ~20 MB more at the peak here.
+    references to the fetched records, not copies: ~30 MB more at the peak here.
     """
     per_round = settings.partitions * FETCH_BYTES_PER_PARTITION // ROUND_EVENT_BYTES
     return max(STREAM_BUFFER_BATCHES * settings.batch_size, 4096, per_round * 5 // 4)
