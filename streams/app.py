@@ -56,6 +56,9 @@ LAG_INTERVAL = 2.0
 STREAM_BUFFER_BATCHES = 16
 #: most bytes one fetch brings per partition (faust's default is 1 MiB)
 FETCH_BYTES_PER_PARTITION = 4 * 1024 * 1024
+#: most bytes one fetch request brings from one broker, whatever the partitions (aiokafka's
+#: ``fetch_max_bytes``, left at its default; ``tests/test_stream_buffer.py`` checks it)
+FETCH_BYTES_PER_REQUEST = 50 * 1024 * 1024
 #: the event size a stream buffer is sized for: a fetch of every partition, of events this
 #: small, fits in the buffer below its pressure mark (:func:`stream_buffer_size`)
 ROUND_EVENT_BYTES = 256
@@ -76,9 +79,12 @@ def stream_buffer_size(settings: Settings) -> int:
     records reach the streams is the same as before. Bounding the round's count instead
     (``broker_max_poll_records``) would drain it one partition at a time, which takes intake
     away from the order across sources (README, Performance, fourth round). The buffer holds
-    references to the fetched records, not copies: ~30 MB more at the peak here.
+    references to the fetched records, not copies: ~30 MB more at the peak here. A round is
+    sized as one broker's fetch response; records from several brokers may come in one round
+    and fill the buffer, and then the decide stage's records wait as they did before.
     """
-    per_round = settings.partitions * FETCH_BYTES_PER_PARTITION // ROUND_EVENT_BYTES
+    fetch = min(settings.partitions * FETCH_BYTES_PER_PARTITION, FETCH_BYTES_PER_REQUEST)
+    per_round = fetch // ROUND_EVENT_BYTES
     return max(STREAM_BUFFER_BATCHES * settings.batch_size, 4096, per_round * 5 // 4)
 
 

@@ -7,11 +7,15 @@ checks the sizing against the queue itself, for the shapes a deployment may have
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
+from aiokafka import AIOKafkaConsumer
 from mode.utils.queues import FlowControlEvent, ThrowableQueue
 
 from streams.app import (
     FETCH_BYTES_PER_PARTITION,
+    FETCH_BYTES_PER_REQUEST,
     ROUND_EVENT_BYTES,
     STREAM_BUFFER_BATCHES,
     stream_buffer_size,
@@ -31,6 +35,13 @@ def test_a_fetch_round_of_every_partition_fits_below_the_pressure_mark(
     )
     size = stream_buffer_size(s)
     queue: ThrowableQueue = ThrowableQueue(maxsize=size, flow_control=FlowControlEvent())
-    round_records = partitions * FETCH_BYTES_PER_PARTITION // ROUND_EVENT_BYTES
+    fetch = min(partitions * FETCH_BYTES_PER_PARTITION, FETCH_BYTES_PER_REQUEST)
+    round_records = fetch // ROUND_EVENT_BYTES
     assert queue.pressure_high_size >= round_records
     assert size >= STREAM_BUFFER_BATCHES * batch_size  # and whole batches in flight, as before
+
+
+def test_a_fetch_request_brings_what_the_sizing_assumes() -> None:
+    # faust leaves aiokafka's fetch_max_bytes at its default: the cap of one broker's round
+    default = inspect.signature(AIOKafkaConsumer).parameters["fetch_max_bytes"].default
+    assert default == FETCH_BYTES_PER_REQUEST

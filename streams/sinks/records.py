@@ -28,13 +28,13 @@ SOURCE_PREFIX = "urn:cxstream:rule:"
 def trigger_id(rule: str, version: int, key: str) -> str:
     """Deterministic: the same rule, version and condition key give the same id. Cached: one
     decision asks for it up to three times (its record, its activation, the profile's recent
-    triggers), and a uuid5 costs ~3 µs."""
+    triggers), and a uuid5 costs ~1 µs."""
     return uuid5_text(f"{rule}|{version}|{key}")
 
 
 def uuid5_text(name: str) -> str:
     """``str(uuid.uuid5(ID_NAMESPACE, name))``, without the ``UUID`` object in between (~1 µs
-    against ~4; ``tests/engine/test_records.py`` holds the two to each other)."""
+    against ~4; ``tests/test_record_format.py`` holds the two to each other)."""
     h = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode()).digest()[:16])
     h[6] = (h[6] & 0x0F) | 0x50  # version 5
     h[8] = (h[8] & 0x3F) | 0x80  # RFC 4122 variant
