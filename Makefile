@@ -54,7 +54,7 @@ chaos: $(STAMP) $(NATIVE) ## slow suites: fault injection (Redis OOM, pause, los
 	$(BIN)/python -m pytest -q -m chaos
 
 bench: $(STAMP) $(NATIVE) ## benchmarks: one worker against the raw client (ratio), identity and Redis bytes per person at 1M profiles, pipeline throughput, scale-out and latency (prints numbers)
-	$(BIN)/python bench/bench_ratio.py --events 100000 --rate 1000
+	$(BIN)/python bench/bench_ratio.py --events 100000 --rounds 3 --rate 1000
 	$(BIN)/python bench/bench_pipeline.py --events 50000
 	$(BIN)/python bench/bench_scale.py --events 50000 --rate 1000
 	$(BIN)/python bench/bench_identity.py --profiles $(or $(PROFILES),1000000)

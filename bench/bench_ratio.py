@@ -1,6 +1,6 @@
 """One worker against the raw client, in one run: the throughput goal as a ratio.
 
-    .venv/bin/python bench/bench_ratio.py [--events N] [--rate R] [--seconds S] [--py-spy FILE]
+    .venv/bin/python bench/bench_ratio.py [--events N] [--rounds N] [--rate R] [--seconds S] [--py-spy FILE]
 
 On the local stack (Tansu + Redis, ``streams.stack.LocalStack``), each on a fresh topic of
 ``--events`` realistic mixed events (``bench_pipeline.journeys``), pre-filled before timing:
@@ -19,6 +19,12 @@ On the local stack (Tansu + Redis, ``streams.stack.LocalStack``), each on a fres
    busy machine disturbs less), and the event-to-trigger latency p50/p99 of one worker at a
    steady offered load (``bench_scale.bench_latency``).
 
+``--rounds N`` repeats steps 2 and 3 (raw, worker, raw, worker, raw, ...: each worker run is
+held to the raw runs just before and after it) and prints the median and range of the N
+ratios. One run's ratio moves with the machine: here the raw client moved between 24,000 and
+59,000 events/s within minutes, and one worker's ratio between 0.093 and 0.140 on the same
+code. ``make bench`` runs 3 rounds.
+
 Prints numbers; asserts nothing. ``--py-spy FILE`` records a py-spy profile of the worker of
 step 2 (``pip install py-spy``; speedscope format) for finding where its CPU goes; add
 ``--native`` to see inside the compiled modules (their C functions, ``CPyDef_...``).
@@ -30,6 +36,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -101,6 +108,12 @@ def raw_run(base: Settings, events: list[bytes], workdir: Path) -> tuple[float, 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=100_000, help="backlog of each throughput run")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="worker runs, each between two raw runs; more than one: the median and range of the ratio",
+    )
     ap.add_argument("--rate", type=float, default=1000.0, help="events/s offered in the latency run")
     ap.add_argument("--seconds", type=float, default=20.0, help="length of the latency run (0: skip it)")
     ap.add_argument(
@@ -165,34 +178,51 @@ def main() -> None:
             metrics_port=0,
             **overrides,
         )
-        # the raw ceiling before and after the worker's run: on a shared machine the load drifts
+        # the raw ceiling before and after each of the worker's runs: on a shared machine the
+        # load drifts (the raw client moved 2x within minutes here), so each run is held to its
+        # two neighbours, and the rounds' median and range are the result
         raws = [raw_run(base, events, Path(d))]
         print(
             f"raw aiokafka passthrough, {len(events):,} events, {PARTITIONS} partitions: "
             f"{raws[0][0]:,.0f} events/s, {raws[0][1]:,.1f} µs CPU/event",
             flush=True,
         )
-        one = run_group(base, events, 1, Path(d), on_start=attach)
-        for p in spy:
-            p.wait(30)
-        print(
-            f"one cxstream worker end to end (intake + decide, clock={base.clock}), {len(events):,} events: "
-            f"{one.decide_rate:,.0f} events/s (intake alone {one.intake_rate:,.0f}), "
-            f"{one.cpu_us:,.0f} µs CPU/event",
-            flush=True,
-        )
-        raws.append(raw_run(base, events, Path(d)))
-        print(
-            f"raw aiokafka passthrough again: {raws[1][0]:,.0f} events/s, {raws[1][1]:,.1f} µs CPU/event",
-            flush=True,
-        )
-        raw_rate = sum(r for r, _ in raws) / len(raws)
-        raw_cpu = sum(c for _, c in raws) / len(raws)
-        print(
-            f"ratio worker / raw (mean of the two raw runs): {one.decide_rate / raw_rate:.3f} in events/s; "
-            f"{raw_cpu / one.cpu_us:.3f} in CPU per event",
-            flush=True,
-        )
+        rates: list[float] = []
+        cpus: list[float] = []
+        for n in range(args.rounds):
+            one = run_group(base, events, 1, Path(d), on_start=attach if n == 0 else None)
+            for p in spy:
+                p.wait(30)
+            print(
+                f"one cxstream worker end to end (intake + decide, clock={base.clock}), "
+                f"{len(events):,} events: "
+                f"{one.decide_rate:,.0f} events/s (intake alone {one.intake_rate:,.0f}), "
+                f"{one.cpu_us:,.0f} µs CPU/event",
+                flush=True,
+            )
+            raws.append(raw_run(base, events, Path(d)))
+            print(
+                f"raw aiokafka passthrough again: {raws[-1][0]:,.0f} events/s, "
+                f"{raws[-1][1]:,.1f} µs CPU/event",
+                flush=True,
+            )
+            around = raws[-2:]
+            raw_rate = sum(r for r, _ in around) / 2
+            raw_cpu = sum(c for _, c in around) / 2
+            rates.append(one.decide_rate / raw_rate)
+            cpus.append(raw_cpu / one.cpu_us)
+            print(
+                f"ratio worker / raw (mean of the two raw runs around it): {rates[-1]:.3f} in events/s; "
+                f"{cpus[-1]:.3f} in CPU per event",
+                flush=True,
+            )
+        if args.rounds > 1:
+            print(
+                f"ratio over {args.rounds} rounds: median {statistics.median(rates):.3f} "
+                f"({min(rates):.3f}-{max(rates):.3f}) in events/s; median {statistics.median(cpus):.3f} "
+                f"({min(cpus):.3f}-{max(cpus):.3f}) in CPU per event",
+                flush=True,
+            )
         if args.seconds > 0:
             bench_latency(base, args.rate, args.seconds, Path(d))
 
