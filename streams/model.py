@@ -152,20 +152,21 @@ class Event:
     @classmethod
     def from_dict(cls, d: JSONDict) -> Event:
         src = d.get("source")
+        # positional, in __init__'s order: compiled, keyword arguments cost a parse of their names
         return cls(
-            message_id=d["messageId"],
-            call=d["call"],
-            ts=d["ts"],
-            channel=d["channel"],
-            identifiers=tuple(itertools.starmap(Identifier, d["identifiers"])),  # [type, value] pairs
-            name=d.get("name"),
-            received_ts=d.get("receivedTs", 0),
-            properties=d.get("properties") or {},
-            traits=d.get("traits") or {},
-            consent=tuple(ConsentSignal(p, g, t, s) for p, g, t, s in d.get("consent") or ()),
-            country=d.get("country"),
-            previous_id=d.get("previousId"),
-            source=SourceRef(*src) if src else None,
+            d["messageId"],
+            d["call"],
+            d["ts"],
+            d["channel"],
+            tuple(itertools.starmap(Identifier, d["identifiers"])),  # [type, value] pairs
+            d.get("name"),
+            d.get("receivedTs", 0),
+            d.get("properties") or {},
+            d.get("traits") or {},
+            tuple(ConsentSignal(p, g, t, s) for p, g, t, s in d.get("consent") or ()),
+            d.get("country"),
+            d.get("previousId"),
+            SourceRef(*src) if src else None,
         )
 
     def identifier(self, type_: str) -> str | None:
