@@ -204,10 +204,9 @@ class Runtime:
             res = await self.decide.release_waiting(sorted(self.known_partitions))
             if res.records or res.commit.states:
                 await self.run_decide(res, produce)
-        pending = 0
-        for p in self.known_partitions:
-            pending += await self.stores.timers.pending(p)
-        metrics.TIMERS_PENDING.set(pending)
+        metrics.TIMERS_PENDING.set(
+            sum((await self.stores.timers.pending_many(self.known_partitions)).values())
+        )
         since = time.monotonic() - self._counted_at
         if since >= REFRESH_SECONDS or (self._activity_changed and since >= CHANGED_REFRESH_SECONDS):
             await self.count_customers()

@@ -188,8 +188,8 @@ async def release_waiting(stage: DecideStage, partitions: Iterable[int]) -> Resu
     nothing more arrives for them (their held events are applied now)."""
     res = Result()
     before = stage.wall() - stage.handoff_timeout_ms
-    for p in partitions:
-        pids = await stage.timers.waiting(p, before, stage.timer_batch)
+    waits = await stage.timers.waiting_many(partitions, before, stage.timer_batch)  # one round trip
+    for p, pids in waits.items():
         if not pids:
             continue
         cache = await stage.states.load(pids)

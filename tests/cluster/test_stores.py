@@ -103,6 +103,7 @@ async def timer_story(store: TimerStore) -> list[Any]:
         }
         await store.apply(p, TimerOps(schedule, set()))
     seen.append([(await store.pending(p), await store.next_due(p)) for p in parts])
+    seen.append(await store.pending_many([*parts, 7]))  # 7: no timers
     for p in parts:
         first = await store.claim(p, clock=1100, wall=5000, limit=4)
         rest = await store.claim(p, clock=1100, wall=5000, limit=50)  # the leased four are skipped
@@ -118,6 +119,11 @@ async def timer_story(store: TimerStore) -> list[Any]:
         await store.save_marks(p, {0: 1000 + p, 3: 7})
         await store.save_marks(p, {0: 1000 + p, 3: 9})  # whole maps: the memory twin replaces, Redis merges
         seen.append(await store.load_marks(p))
+    for p in parts:  # profiles waiting for a merge hand-off (since: wall ms)
+        await store.set_waiting(p, {f"w{p}-{i}": 100 * (i % 3) for i in range(5)}, set())
+    await store.set_waiting(2, {}, {"w2-0"})
+    seen.append(await store.waiting_many([*parts, 7], since_before=150, limit=3))
+    seen.append([await store.waiting(p, 150, 3) for p in parts])
     return seen
 
 
