@@ -393,7 +393,7 @@ class DecideStage:
         """
         eff = self.engine.fire_until(pid, state, until, on_failure=lambda _f: True)
         for f in eff.fired:
-            metrics.TIMERS_FIRED.labels(f.rule.name).inc()
+            metrics.count(metrics.TIMERS_FIRED, f.rule.name)
         self.emit_effects(res, partition, eff, state)
 
     def _hand_off(

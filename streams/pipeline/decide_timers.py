@@ -241,7 +241,7 @@ def _fire_one(
     res.commit.states[pid] = state
     if not exc_name:
         state.fails.pop(key, None)
-        metrics.TIMERS_FIRED.labels(tid.rule).inc()
+        metrics.count(metrics.TIMERS_FIRED, tid.rule)
         res.commit.fired.setdefault(p, []).append(t)
         res.absorb(one)
         ops = one.commit.timers.get(p)

@@ -193,3 +193,21 @@ def test_the_worker_forgets_what_it_noted_of_partitions_a_rebalance_revokes() ->
 
     fetched, delivered = asyncio.run(run())
     assert fetched == delivered == {TP("cx.events.raw", 0): 5}
+
+
+def test_fired_timers_are_counted_by_rule() -> None:
+    """A cart left for the rule's delay fires its timer: counted once per batch (``metrics.count``)."""
+    anon = "a-5c8e21"
+    journey = [
+        segment(
+            "track",
+            at("2026-03-01T10:00:00Z"),
+            anonymousId=anon,
+            event="Product Added",
+            properties={"product_id": "sku-1", "price": 20},
+        ),
+        segment("page", at("2026-03-02T10:00:00Z"), anonymousId=anon),  # a day on: the clock passes the delay
+    ]
+    before = sample("cxstream_timers_fired_total", {"rule": "cart_abandoned"})
+    asyncio.run(run_journey(journey))
+    assert sample("cxstream_timers_fired_total", {"rule": "cart_abandoned"}) - before == 1
