@@ -27,13 +27,17 @@ code. ``make bench`` runs 3 rounds.
 
 Prints numbers; asserts nothing. ``--py-spy FILE`` records a py-spy profile of the worker of
 step 2 (``pip install py-spy``; speedscope format) for finding where its CPU goes; add
-``--native`` to see inside the compiled modules (their C functions, ``CPyDef_...``).
+``--native`` to see inside the compiled modules (their C functions, ``CPyDef_...``). ``--trace
+FILE`` traces that worker's batches, Redis calls and produces and its main thread's CPU time
+(``bench/worker_trace``, nothing in the worker's code) and prints where the thread waited
+(``bench/trace_summary.py``): the CPU profile's complement, for wall time.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import statistics
@@ -41,12 +45,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from bench_pipeline import journeys
 from bench_scale import PARTITIONS, bench_latency, fresh, run_group
+from trace_summary import summarize
 
 from streams.kafka import client_options, create_topics
 from streams.replay import replay_file
@@ -105,6 +111,26 @@ def raw_run(base: Settings, events: list[bytes], workdir: Path) -> tuple[float, 
     return asyncio.run(passthrough(s, n))
 
 
+@contextlib.contextmanager
+def traced(path: str | None) -> Iterator[None]:
+    """Workers started meanwhile write a trace to ``path`` (``bench/worker_trace``)."""
+    if not path:
+        yield
+        return
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "CX_BENCH_TRACE")}
+    hook = str(Path(__file__).resolve().parent / "worker_trace")
+    os.environ["PYTHONPATH"] = os.pathsep.join(x for x in (hook, saved["PYTHONPATH"]) if x)
+    os.environ["CX_BENCH_TRACE"] = str(Path(path).resolve())
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=100_000, help="backlog of each throughput run")
@@ -138,6 +164,12 @@ def main() -> None:
         help="a worker setting to change (repeatable)",
     )
     ap.add_argument("--logs", metavar="DIR", help="keep the workers' logs in this directory")
+    ap.add_argument(
+        "--trace",
+        metavar="FILE",
+        help="trace the first round's worker here (batches, Redis calls, produces, its main "
+        "thread's CPU: bench/worker_trace) and print where its main thread waited",
+    )
     args = ap.parse_args()
     os.environ.setdefault("CXSTREAM_LOG_LEVEL", "info")  # bench_scale reads the assignment from the log
     events = journeys(args.events)
@@ -190,7 +222,8 @@ def main() -> None:
         rates: list[float] = []
         cpus: list[float] = []
         for n in range(args.rounds):
-            one = run_group(base, events, 1, Path(d), on_start=attach if n == 0 else None)
+            with traced(args.trace if n == 0 else None):
+                one = run_group(base, events, 1, Path(d), on_start=attach if n == 0 else None)
             for p in spy:
                 p.wait(30)
             print(
@@ -216,6 +249,8 @@ def main() -> None:
                 f"{cpus[-1]:.3f} in CPU per event",
                 flush=True,
             )
+        if args.trace:
+            print("\n".join(summarize(Path(args.trace))), flush=True)
         if args.rounds > 1:
             print(
                 f"ratio over {args.rounds} rounds: median {statistics.median(rates):.3f} "

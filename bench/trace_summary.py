@@ -1,0 +1,104 @@
+"""Summary of a worker trace (``bench/worker_trace``, ``bench_ratio.py --trace FILE``).
+
+    .venv/bin/python bench/trace_summary.py FILE
+
+Two phases: while intake drains the backlog (its first batch to its last), then the decide stage
+alone. For each: wall time, the main thread's CPU time, and its busy share; and the idle time
+(wall minus CPU) split by what was in flight when the thread slept (Redis calls by op, ``send``
+for produces waiting on Kafka's acks; ``|I``/``|D``: the intake/decide batch in hand). The
+split comes from 50 ms windows, 10 points each. Also the calls of each kind: how many, and their
+mean time in flight (which includes waiting for the thread when it was busy with the other stage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import collections
+import itertools
+from pathlib import Path
+
+Span = tuple[str, str, float, float]
+
+
+def read(path: Path) -> tuple[list[Span], list[tuple[float, int]]]:
+    spans: list[Span] = []
+    cpu: list[tuple[float, int]] = []
+    for line in path.read_text().splitlines():
+        p = line.split()
+        if p[0] == "C" and len(p) == 3:
+            cpu.append((float(p[1]), int(p[2])))
+        elif len(p) == 4:
+            spans.append((p[0], p[1], float(p[2]), float(p[3])))
+    return spans, cpu
+
+
+def summarize(path: Path) -> list[str]:
+    spans, cpu = read(path)
+    batches = {s: [x for x in spans if x[0] == "B" and x[1] == s] for s in ("intake", "decide")}
+    if not batches["intake"] or not batches["decide"] or len(cpu) < 2:
+        return [f"trace {path}: too short to summarize"]
+    start = min(x[2] for x in batches["intake"])
+    intake_end = max(x[3] for x in batches["intake"])
+    end = max(intake_end, max(x[3] for x in batches["decide"]))
+    lines = [
+        f"worker trace: {len(batches['intake'])} intake batches over {intake_end - start:.1f} s, "
+        f"{len(batches['decide'])} decide batches until {end - intake_end:.1f} s after"
+    ]
+    calls: collections.Counter[str] = collections.Counter()
+    inflight: collections.Counter[str] = collections.Counter()
+    for kind, name, a, b in spans:
+        if kind in "RP":
+            calls[name] += 1
+            inflight[name] += b - a
+    lines.append(
+        "  calls (mean ms in flight): "
+        + ", ".join(f"{n} {calls[n]} ({1000 * inflight[n] / calls[n]:.1f})" for n, _ in calls.most_common())
+    )
+    spans.sort(key=lambda x: x[2])
+    starts = [x[2] for x in spans]
+    longest = max((x[3] - x[2] for x in spans), default=0.0)
+
+    def in_flight(t: float) -> str:
+        lo = bisect.bisect_left(starts, t - longest)
+        hi = bisect.bisect_right(starts, t)
+        names, stages = set(), set()
+        for kind, name, a, b in spans[lo:hi]:
+            if a <= t < b:
+                if kind == "B":
+                    stages.add("I" if name == "intake" else "D")
+                else:
+                    names.add(name)
+        return (" + ".join(sorted(names)) or "nothing") + " |" + "".join(sorted(stages))
+
+    for phase, lo_t, hi_t in (("intake draining", start, intake_end), ("decide alone", intake_end, end)):
+        wall = busy = 0.0
+        split: collections.Counter[str] = collections.Counter()
+        for (ta, ca), (tb, cb) in itertools.pairwise(cpu):
+            if ta < lo_t or tb > hi_t:
+                continue
+            dt, used = tb - ta, (cb - ca) / 1e9
+            wall += dt
+            busy += used
+            if dt > used:
+                for j in range(10):
+                    split[in_flight(ta + dt * (j + 0.5) / 10)] += (dt - used) / 10
+        if wall <= 0:
+            continue
+        idle = max(0.0, wall - busy)
+        lines.append(
+            f"  {phase}: {wall:.1f} s, main thread busy {min(busy, wall) / wall:.2f}, idle {idle:.1f} s:"
+        )
+        for what, secs in split.most_common(6):
+            lines.append(f"    {secs:5.2f} s  {what}")
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("file", type=Path)
+    print("\n".join(summarize(ap.parse_args().file)))
+
+
+if __name__ == "__main__":
+    main()
