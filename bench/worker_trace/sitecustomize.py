@@ -71,7 +71,7 @@ if _PATH:
 
     def _hooked(name: str, *args: Any, **kwargs: Any) -> Any:
         module = _import(name, *args, **kwargs)
-        if name == "streams.app" and _PATH and "worker" in sys.argv:
+        if name == "streams.app" and "worker" in sys.argv:
             builtins.__import__ = _import
             _install(_PATH)
         return module

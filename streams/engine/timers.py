@@ -22,7 +22,7 @@ Keys: :class:`~streams.constants.Keys` (``timer_due``, ``timer_data``, ``timer_c
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -385,30 +385,34 @@ class RedisTimerStore(TimerStore):
     # partition (8 of them held the decide stage's lock ~90 ms per tick behind the intake's
     # identity scripts, issue 13). On a cluster the pipeline sends each node its keys.
     async def pending_many(self, partitions: Iterable[int]) -> dict[int, int]:
-        order = sorted(set(partitions))
-
-        async def run() -> list[Any]:
-            pipe: Any = self.client.pipeline(transaction=False)
-            for p in order:
-                pipe.zcard(self.keys.timer_due(p))
-            return list(await pipe.execute()) if order else []
-
-        counts = await redis_io.call("timers.read", run)
-        return {p: int(n) for p, n in zip(order, counts, strict=True)}
+        counts = await self._read_each(partitions, lambda pipe, p: pipe.zcard(self.keys.timer_due(p)))
+        return {p: int(n) for p, n in counts.items()}
 
     async def waiting_many(
         self, partitions: Iterable[int], since_before: int, limit: int
     ) -> dict[int, list[str]]:
+        rows = await self._read_each(
+            partitions,
+            lambda pipe, p: pipe.zrangebyscore(
+                self.keys.timer_waiting(p), "-inf", since_before, start=0, num=limit
+            ),
+        )
+        return {p: _texts(r) for p, r in rows.items()}
+
+    async def _read_each(self, partitions: Iterable[int], queue: Callable[[Any, int], Any]) -> dict[int, Any]:
+        """One read per partition (``queue(pipe, partition)`` adds it), in one pipeline."""
         order = sorted(set(partitions))
+        if not order:
+            return {}
 
         async def run() -> list[Any]:
             pipe: Any = self.client.pipeline(transaction=False)
             for p in order:
-                pipe.zrangebyscore(self.keys.timer_waiting(p), "-inf", since_before, start=0, num=limit)
-            return list(await pipe.execute()) if order else []
+                queue(pipe, p)
+            return list(await pipe.execute())
 
-        rows = await redis_io.call("timers.read", run)
-        return {p: _texts(r) for p, r in zip(order, rows, strict=True)}
+        replies = await redis_io.call("timers.read", run)
+        return dict(zip(order, replies, strict=True))
 
 
 def _apply_args(ops: TimerOps) -> list[str | int | bytes]:
