@@ -8,6 +8,12 @@ alone. For each: wall time, the main thread's CPU time, and its busy share; and 
 for produces waiting on Kafka's acks; ``|I``/``|D``: the intake/decide batch in hand). The
 split comes from 50 ms windows, 10 points each. Also the calls of each kind: how many, and their
 mean time in flight (which includes waiting for the thread when it was busy with the other stage).
+
+With the sampler's FILE.w (``worker_trace/sampler.py``), each phase also gets the thread's
+millisecond samples: running (or runnable), waiting in its event loop (``ep_poll``: for a
+socket or a timer; split by what was in flight at that very sample), waiting for a lock (the
+GIL, mostly: faust's consumer thread holds it), or elsewhere. This split is exact where the
+50 ms one smears.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import argparse
 import bisect
 import collections
 import itertools
+from collections.abc import Callable
 from pathlib import Path
 
 Span = tuple[str, str, float, float]
@@ -35,6 +42,7 @@ def read(path: Path) -> tuple[list[Span], list[tuple[float, int]]]:
 
 def summarize(path: Path) -> list[str]:
     spans, cpu = read(path)
+    samples = _read_samples(path.with_name(path.name + ".w"))
     batches = {s: [x for x in spans if x[0] == "B" and x[1] == s] for s in ("intake", "decide")}
     if not batches["intake"] or not batches["decide"] or len(cpu) < 2:
         return [f"trace {path}: too short to summarize"]
@@ -91,7 +99,47 @@ def summarize(path: Path) -> list[str]:
         )
         for what, secs in split.most_common(6):
             lines.append(f"    {secs:5.2f} s  {what}")
+        if samples:
+            lines += _sampled(samples, lo_t, hi_t, in_flight)
     return lines
+
+
+def _read_samples(path: Path) -> list[tuple[float, str, str]]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        p = line.split()
+        if len(p) == 4 and p[0] == "W":
+            out.append((float(p[1]), p[2], p[3]))
+    return out
+
+
+def _sampled(
+    samples: list[tuple[float, str, str]], lo_t: float, hi_t: float, in_flight: Callable[[float], str]
+) -> list[str]:
+    """The phase's millisecond samples of the main thread, by what it was doing."""
+    kinds: collections.Counter[str] = collections.Counter()
+    waits: collections.Counter[str] = collections.Counter()
+    n = 0
+    for t, state, wchan in samples:
+        if not lo_t <= t < hi_t:
+            continue
+        n += 1
+        if state == "R":
+            kinds["running or runnable"] += 1
+        elif "epoll" in wchan:
+            kinds["in its event loop"] += 1
+            waits[in_flight(t)] += 1
+        elif "futex" in wchan:
+            kinds["waiting for a lock (the GIL)"] += 1
+        else:
+            kinds[f"{state} in {wchan}"] += 1
+    if not n:
+        return []
+    out = ["    sampled every ms: " + ", ".join(f"{k} {v / n:.2f}" for k, v in kinds.most_common(4))]
+    out += [f"      {v / n:.3f}  event loop waits, {what}" for what, v in waits.most_common(6)]
+    return out
 
 
 def main() -> None:

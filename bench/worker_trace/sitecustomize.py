@@ -6,7 +6,10 @@ to FILE, without touching the worker's code:
 * ``B <stage> <start> <end>``: each batch of the intake and decide agents (``streams.app._finish``);
 * ``R <op> <start> <end>``: each Redis call (``streams.redis_io.call``, by its op name);
 * ``P send <start> <end>``: each produce, until Kafka acked it (``streams.app.send_all``);
-* ``C <time> <ns>``: the main thread's time on a CPU (``/proc/.../schedstat``), every 50 ms.
+* ``C <time> <ns>``: the main thread's time on a CPU (``/proc/.../schedstat``), every 50 ms;
+
+and ``sampler.py``, a process of its own, writes to FILE.w what the main thread is doing,
+every millisecond (running, waiting in its event loop, waiting for the GIL).
 
 Times are ``time.perf_counter()`` seconds. ``trace_summary.py`` reads the file.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -64,6 +68,9 @@ def _install(path: str) -> None:
             time.sleep(0.05)
 
     threading.Thread(target=sample, name="bench-trace", daemon=True).start()
+    sampler = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sampler.py")
+    # its own process (not a thread here: it would take the GIL), without this hook (no environment)
+    subprocess.Popen([sys.executable, sampler, str(os.getpid()), str(tid), path + ".w"], env={})
 
 
 if _PATH:
