@@ -9,11 +9,11 @@ for produces waiting on Kafka's acks; ``|I``/``|D``: the intake/decide batch in 
 split comes from 50 ms windows, 10 points each. Also the calls of each kind: how many, and their
 mean time in flight (which includes waiting for the thread when it was busy with the other stage).
 
-With the sampler's FILE.w (``worker_trace/sampler.py``), each phase also gets the thread's
-millisecond samples: running (or runnable), waiting in its event loop (``ep_poll``: for a
-socket or a timer; split by what was in flight at that very sample), waiting for a lock (the
-GIL, mostly: faust's consumer thread holds it), or elsewhere. This split is exact where the
-50 ms one smears.
+With the sampler's FILE.w (``worker_trace/sampler.py``), each phase gets the thread's
+millisecond samples instead of the 50 ms split: running (or runnable), waiting in its event
+loop (``ep_poll``: for a socket or a timer; split by what was in flight at that very sample),
+waiting for a lock (the GIL, mostly: faust's consumer thread holds it), or elsewhere. That
+split is exact where the 50 ms one smears a window's idle time over the whole window.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def summarize(path: Path) -> list[str]:
             dt, used = tb - ta, (cb - ca) / 1e9
             wall += dt
             busy += used
-            if dt > used:
+            if dt > used and not samples:  # the millisecond samples split it exactly (below)
                 for j in range(10):
                     split[in_flight(ta + dt * (j + 0.5) / 10)] += (dt - used) / 10
         if wall <= 0:

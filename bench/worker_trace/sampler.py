@@ -29,11 +29,13 @@ def main() -> None:
             try:
                 with open(stat) as f:
                     state = f.read().rsplit(")", 1)[1].split(None, 1)[0]
-                with open(wchan) as f:
-                    where = f.read().strip() or "-"
+                where = "-"
+                if state != "R":  # asleep: where
+                    with open(wchan) as f:
+                        where = f.read().strip() or "-"
             except OSError:
                 return
-            out.write(f"W {pc():.6f} {state} {where if state != 'R' else '-'}\n")
+            out.write(f"W {pc():.6f} {state} {where}\n")
             time.sleep(0.001)
 
 
