@@ -9,7 +9,7 @@ offsets past unprocessed messages):
 and a timer task that fires due durable timers of the partitions this worker owns.
 
 faust acks a ``take_events`` batch when the loop body returns, even if it raised, and a
-mode timer that raises stops the whole worker; so neither ever raises (:func:`_until_done`):
+mode timer that raises stops the whole worker; so neither ever raises (:func:`streams.runtime.until_done`):
 
 * a record the stages cannot process is dead-lettered by the stages themselves;
 * Redis and Kafka outages are waited out inside the calls (``redis_io.call``,
@@ -23,12 +23,15 @@ mode timer that raises stops the whole worker; so neither ever raises (:func:`_u
 On stop, faust acks the batch in hand (the ``finally`` of ``take_events``) and commits it,
 finished or not: a batch cut short would be lost. So the batch runs to its end whatever
 happens to the agent (:func:`_finish`), and its acks wait until it has (:func:`_take`).
+The decide agent acks its batches itself, each once its commit has landed, which may be
+after it has taken the next (``Runtime.decide_batch``); a stop waits for that commit too.
 ``CXSTREAM_SHUTDOWN_TIMEOUT`` bounds the wait (``streams.health``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -44,7 +47,7 @@ from streams.kafka import client_options, send_all
 from streams.logs import bind_batch
 from streams.pipeline.envelope import batched, kafka_partitioner
 from streams.pipeline.records import InRecord, OutRecord
-from streams.runtime import Runtime, Stores
+from streams.runtime import Runtime, Stores, until_done
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -164,6 +167,7 @@ def build_app(settings: Settings, stores: Stores | None = None) -> tuple[faust.A
 
     async def forget_revoked(_app: Any, /, *args: Any, signal: Any, **_: Any) -> None:
         lag.forget(app.consumer, args[0])  # faust sends the set of revoked partitions
+        runtime.revoked()
 
     app.on_partitions_revoked.connect(forget_revoked)
 
@@ -187,23 +191,30 @@ def build_app(settings: Settings, stores: Stores | None = None) -> tuple[faust.A
 
     @app.agent(profiled, name="decide", concurrency=1)
     async def decide(stream: Any) -> None:
-        async for events in _take(stream, settings, fastpath.records_weight):
-            start = time.perf_counter()
-            batch = _records(events)
-            bind_batch("decide", events)
+        # a batch is acked once its commit has landed, which may be after the next one was taken
+        # (Runtime.decide_batch); on stop, the last one lands (and is acked) before faust commits
+        try:
+            async for events in _take(stream, settings, fastpath.records_weight, ack=False):
+                start = time.perf_counter()
+                batch = _records(events)
+                bind_batch("decide", events)
 
-            async def run(batch: list[InRecord] = batch) -> None:
-                async with runtime.lock:
-                    await runtime.adopt(_owned(app, settings.topic_profiled) | {r.partition for r in batch})
-                    # the batch may move the event clock: what is due then fires with it
-                    fire = {r.partition for r in batch} if settings.clock == "event" else None
-                    await runtime.decide_batch(batch, produce, fire)
+                async def run(batch: list[InRecord] = batch, events: Sequence[Any] = events) -> None:
+                    async with runtime.lock:
+                        owned = _owned(app, settings.topic_profiled)
+                        await runtime.adopt(owned | {r.partition for r in batch})
+                        # the batch may move the event clock: what is due then fires with it
+                        fire = {r.partition for r in batch} if settings.clock == "event" else None
+                        done = functools.partial(fastpath.ack_events, events, app.consumer)
+                        await runtime.decide_batch(batch, produce, fire, done)
 
-            await _finish("decide", run)
-            _done(lag, events)
-            # records, not Kafka messages: a batch record counts what it holds
-            metrics.BATCH_SIZE.labels("decide").observe(sum(map(fastpath.records_weight, events)))
-            metrics.PROCESSING_SECONDS.labels("decide").observe(time.perf_counter() - start)
+                await _finish("decide", run)
+                _done(lag, events)
+                # records, not Kafka messages: a batch record counts what it holds
+                metrics.BATCH_SIZE.labels("decide").observe(sum(map(fastpath.records_weight, events)))
+                metrics.PROCESSING_SECONDS.labels("decide").observe(time.perf_counter() - start)
+        finally:
+            await _finish("decide", runtime.settle)
 
     @app.timer(settings.timer_tick)  # type: ignore[untyped-decorator]  # faust is untyped
     async def timers() -> None:
@@ -240,36 +251,8 @@ def build_app(settings: Settings, stores: Stores | None = None) -> tuple[faust.A
     return app, runtime
 
 
-#: seconds between attempts at a batch our own code failed on (doubling up to the cap)
-RETRY_FIRST, RETRY_CAP = 0.5, 30.0
-
-
-async def _until_done(stage: str, run: Callable[[], Awaitable[None]]) -> None:
-    """Run a batch until it succeeds: the body must not return (and ack) before that."""
-    delay = RETRY_FIRST
-    while True:
-        try:
-            await run()
-            metrics.flush()  # what the batch counted, if a stage left any
-            return
-        except FatalError as exc:
-            fatal(exc)
-        except Exception as exc:
-            metrics.BATCH_RETRIES.labels(stage).inc()
-            # class and place only: an exception's text may carry event values
-            log.error(
-                "%s batch failed (%s at %s); doing it again in %.1fs, nothing is acked meanwhile",
-                stage,
-                type(exc).__name__,
-                where(exc),
-                delay,
-            )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_CAP)
-
-
 def _take(
-    stream: Any, settings: Settings, weight: Callable[[Any], int] | None = None
+    stream: Any, settings: Settings, weight: Callable[[Any], int] | None = None, *, ack: bool = True
 ) -> AsyncIterator[Sequence[Any]]:
     """``stream.take_events`` (``streams.fastpath.Stream``'s), acked only once the body is done
     with the batch.
@@ -280,9 +263,9 @@ def _take(
     hand while the body still works on it; the consumer may then commit it (every second, and
     on stop). Untracked, the generator is closed when the body lets go of it: after the batch
     (:func:`_finish`). If that happened after the last commit, the batch would only be
-    delivered again.
+    delivered again. ``ack=False``: the body acks each batch itself (``fastpath.ack_events``).
     """
-    batches = stream.take_events(settings.batch_size, settings.batch_within, weight)
+    batches = stream.take_events(settings.batch_size, settings.batch_within, weight, ack=ack)
     tracked = getattr(stream, "_active_agens", None)
     if tracked is not None:
         tracked.discard(batches)
@@ -290,7 +273,7 @@ def _take(
 
 
 async def _finish(stage: str, run: Callable[[], Awaitable[None]]) -> None:
-    """:func:`_until_done`, in a task that a cancelled agent does not cut short.
+    """:func:`~streams.runtime.until_done`, in a task that a cancelled agent does not cut short.
 
     faust stops an agent by cancelling its task (mode's ``Service.stop`` of the actor), then
     acks the batch in hand and commits it: cut short, its unfinished part would be lost. So
@@ -298,7 +281,7 @@ async def _finish(stage: str, run: Callable[[], Awaitable[None]]) -> None:
     A stop waits for the batch in hand; the shutdown watchdog (``streams.health.Shutdown``)
     bounds that wait.
     """
-    task = asyncio.create_task(_until_done(stage, run), name=f"cxstream-{stage}-batch")
+    task = asyncio.create_task(until_done(stage, run), name=f"cxstream-{stage}-batch")
     cancelled = False
     with HEALTH.batch():
         while not task.done():

@@ -374,12 +374,14 @@ class Stream(faust.Stream[Any]):
     """
 
     async def take_events(
-        self, max_: int, within: Seconds, weight: Callable[[Any], int] | None = None
+        self, max_: int, within: Seconds, weight: Callable[[Any], int] | None = None, *, ack: bool = True
     ) -> AsyncGenerator[Sequence[Any], None]:
         """Batches of at most ``max_`` events: yielded when full, or ``within`` seconds after
         their first event, whichever comes first. ``weight``: what an event counts for towards
         ``max_`` (default 1; a batch record of the repartition topic counts its records, see
-        :func:`records_weight`), so a batch may pass ``max_`` by its last event's weight less one."""
+        :func:`records_weight`), so a batch may pass ``max_`` by its last event's weight less one.
+        ``ack=False``: a batch is not acked here at all; the caller acks it (:func:`ack_events`) once
+        it is done with it, which may be after it has taken the next one."""
         await self.maybe_start()
         self._finalized = True
         queue = cast(Any, aiter(self.channel)).queue  # the iterator clone the conductor delivers to
@@ -428,8 +430,9 @@ class Stream(faust.Stream[Any]):
                 try:
                     yield list(events)
                 finally:
-                    _ack(events, consumer)
-                    events.clear()
+                    if ack:
+                        ack_events(events, consumer)
+                    events.clear()  # (the caller holds its own list of the batch)
 
 
 def records_weight(event: Any) -> int:
@@ -445,8 +448,10 @@ def records_weight(event: Any) -> int:
     return 1
 
 
-def _ack(events: Sequence[Any], consumer: Any) -> None:
-    """``event.ack()`` for each of ``events`` (``Message.ack``, inlined under one lock)."""
+def ack_events(events: Sequence[Any], consumer: Any) -> None:
+    """``event.ack()`` for each of ``events`` (``Message.ack``, inlined under one lock): what
+    ``take_events`` does after each batch, or its caller with ``ack=False``. Acking an event
+    twice is a no-op."""
     with ack_lock:
         for event in events:
             message = event.message

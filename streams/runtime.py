@@ -20,6 +20,8 @@ from streams.engine.clock import EventClock
 from streams.engine.runner import Engine
 from streams.engine.state import MemoryStateStore, RedisStateStore, StateStore
 from streams.engine.timers import MemoryTimerStore, RedisTimerStore, TimerStore
+from streams.exceptions import FatalError, fatal, where
+from streams.health import HEALTH
 from streams.identity.base import IdentityRules, IdentityStore
 from streams.identity.memory import MemoryIdentityStore
 from streams.identity.redis_store import RedisIdentityStore
@@ -40,6 +42,36 @@ from streams.pipeline.records import InRecord, OutRecord
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: seconds between attempts at a batch our own code failed on (doubling up to the cap)
+RETRY_FIRST, RETRY_CAP = 0.5, 30.0
+
+
+async def until_done(stage: str, run: Callable[[], Awaitable[None]]) -> None:
+    """Run a batch (or its commit) until it succeeds: an agent's body must not return (and ack)
+    before that. A configuration error ends the process (:func:`~streams.exceptions.fatal`);
+    anything else is a bug of ours: done again from the start, with backoff, and counted."""
+    delay = RETRY_FIRST
+    while True:
+        try:
+            await run()
+            metrics.flush()  # what the batch counted, if a stage left any
+            return
+        except FatalError as exc:
+            fatal(exc)
+        except Exception as exc:
+            metrics.BATCH_RETRIES.labels(stage).inc()
+            # class and place only: an exception's text may carry event values
+            log.error(
+                "%s batch failed (%s at %s); doing it again in %.1fs, nothing is acked meanwhile",
+                stage,
+                type(exc).__name__,
+                where(exc),
+                delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_CAP)
+
 
 #: Sends records in order and waits for every ack. Must not return before all are acked.
 Produce = Callable[[Sequence[OutRecord]], Awaitable[None]]
@@ -154,35 +186,93 @@ class Runtime:
         self._counted_at = 0.0  # monotonic time of the last customer count
         self._counted: set[int] = set()  # partitions whose customer gauges this worker reports
         self._activity_changed = False  # a commit changed a last activity since the last count
+        #: the last batch's commit while it lands (:meth:`decide_batch` with ``done``), and the
+        #: consumer generation it was started in (:meth:`revoked` counts them)
+        self._landing: asyncio.Task[None] | None = None
+        self._landing_generation = 0
+        self._generation = 0
 
     async def adopt(self, partitions: set[int]) -> None:
         """Partitions of the repartition topic newly assigned to us: restore their event clocks."""
-        for p in sorted(partitions - self.known_partitions):
+        new = partitions - self.known_partitions
+        if new:
+            await self.settle()  # their marks as the last commit left them
+        for p in sorted(new):
             self.event_clock.restore(p, await self.stores.timers.load_marks(p))
         self.known_partitions = set(partitions)
 
+    def revoked(self) -> None:
+        """Partitions were revoked (a rebalance): a commit still in flight lands before the next
+        batch loads states, whose profiles another worker may have owned meanwhile."""
+        self._generation += 1
+
+    async def settle(self) -> None:
+        """Wait until the last batch's commit has landed. Everything that reads the stores
+        (due timers, the tick, a newly assigned partition's marks) comes after it."""
+        task = self._landing
+        if task is None:
+            return
+        await asyncio.shield(task)  # a cancelled caller does not cut the commit short
+        if self._landing is task:
+            self._landing = None
+            self.decide.carried = {}
+
     async def run_decide(self, result: Result, produce: Produce) -> None:
         await produce(result.records)
+        await self._persist(result)
+
+    async def _persist(self, result: Result) -> None:
         await self.decide.commit(result.commit)
         if result.commit.active or result.commit.inactive:
             self._activity_changed = True
         self.decide.observe_latency(result)
 
     async def decide_batch(
-        self, batch: Sequence[InRecord], produce: Produce, fire: Iterable[int] | None = None
+        self,
+        batch: Sequence[InRecord],
+        produce: Produce,
+        fire: Iterable[int] | None = None,
+        done: Callable[[], None] | None = None,
     ) -> None:
         """One batch of the repartition topic, produced and committed. ``fire``: partitions whose
         due timers fire with the batch (the event clock: the batch may have moved it), in the same
         produce and commit, as a round after the batch's commit would fire them; then more rounds
-        while some may be left (:meth:`fire_round`). The caller holds :attr:`lock`."""
+        while some may be left (:meth:`fire_round`). The caller holds :attr:`lock`.
+
+        ``done`` (the worker's ack of the batch): the batch's commit lands behind, and ``done``
+        is called once it has; meanwhile the caller takes the next batch. That batch is computed
+        while the commit is in flight, with the states the commit writes for the profiles it
+        shares with it (:attr:`DecideStage.carried
+        <streams.pipeline.decide_stage.DecideStage.carried>`) and the store's for the others.
+        Its due timers are read, and its records produced, only after the commit has landed
+        (:meth:`settle`): the order of produces and commits is the same as without ``done``,
+        and a crash before the ack redelivers what was not committed. Issue 13: the commit
+        waits on Redis behind intake's identity calls, and the worker's thread idled meanwhile.
+        """
+        landing = self._landing
+        if landing is not None and (landing.done() or self._landing_generation != self._generation):
+            await self.settle()
         res = await self.decide.process(batch)
+        await self.settle()
         parts = sorted(set(fire)) if fire is not None else []
         if parts:
             res = await self.decide.fire_due(parts, res)
-        await self.run_decide(res, produce)
-        if res.more:
-            while await self.fire_round(parts, produce):
+        if done is None or res.more:
+            await self.run_decide(res, produce)
+            if done is not None:
+                done()
+            while res.more and await self.fire_round(parts, produce):
                 pass
+            return
+        await produce(res.records)
+        self.decide.carried = res.commit.states
+        self._landing_generation = self._generation
+        self._landing = asyncio.create_task(self._land(res, done), name="cxstream-decide-commit")
+
+    async def _land(self, res: Result, done: Callable[[], None]) -> None:
+        with HEALTH.batch():  # in hand until acked: a stop waits for it (and says so)
+            await until_done("decide", lambda: self._persist(res))
+            done()
 
     async def fire_round(self, partitions: Iterable[int], produce: Produce) -> bool:
         """One round of due timers: produce and commit what it did, even when no timer fired (a
@@ -199,6 +289,7 @@ class Runtime:
         """Fire due timers of our partitions (wall clock, idle sources, restarts), and release
         profiles that waited too long for a merge hand-off."""
         async with self.lock:
+            await self.settle()
             while await self.fire_round(self.known_partitions, produce):
                 pass
             res = await self.decide.release_waiting(sorted(self.known_partitions))

@@ -29,6 +29,28 @@ class StateStore(ABC):
         """Write these states; ``None`` deletes. One round trip."""
 
 
+async def load_with(
+    store: StateStore, pids: Iterable[str], carried: Mapping[str, ProfileState | None]
+) -> dict[str, ProfileState]:
+    """``store.load(pids)``, except for the profiles in ``carried``, what a commit still in flight
+    writes (:meth:`streams.runtime.Runtime.decide_batch`): a copy of that state, as the store
+    holds it once the commit has landed (a fresh state for ``None``, a delete)."""
+    if not carried:
+        return await store.load(pids)
+    out: dict[str, ProfileState] = {}
+    rest: list[str] = []
+    for p in set(pids):
+        if p not in carried:
+            rest.append(p)
+        elif (s := carried[p]) is None:
+            out[p] = ProfileState()
+        else:  # a copy: the commit in flight writes the object it holds, as it is now
+            out[p] = ProfileState.from_json(s.to_json())
+    if rest:
+        out.update(await store.load(rest))
+    return out
+
+
 class MemoryStateStore(StateStore):
     def __init__(self) -> None:
         self.data: dict[str, bytes] = {}

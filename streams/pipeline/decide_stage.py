@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, assert_never
 
@@ -37,7 +37,7 @@ from streams.engine import recent
 from streams.engine.clock import EventClock, wall_ms
 from streams.engine.effects import Effects, RuleFailure
 from streams.engine.runner import Engine
-from streams.engine.state import StateStore
+from streams.engine.state import StateStore, load_with
 from streams.engine.timers import TimerStore
 from streams.exceptions import FatalError
 from streams.intake.errors import DeadLetter, ErrorCode
@@ -115,6 +115,7 @@ class DecideStage:
         self.topics = topics
         self.clock_mode = clock
         self.event_clock = event_clock
+        self.carried: Mapping[str, ProfileState | None] = {}  # a commit in flight writes these
 
     # ------------------------------------------------------------------ records
     async def process(self, batch: Sequence[InRecord]) -> Result:
@@ -189,7 +190,7 @@ class DecideStage:
         """The states, in one round trip; if that fails for a reason other than an outage (a
         state that cannot be read), one by one, so only the records of that profile fail."""
         try:
-            return await self.states.load(pids), {}
+            return await load_with(self.states, pids, self.carried), {}
         except FatalError:
             raise
         except Exception:
@@ -198,7 +199,7 @@ class DecideStage:
         bad: dict[str, Exception] = {}
         for pid in sorted(pids):
             try:
-                cache.update(await self.states.load([pid]))
+                cache.update(await load_with(self.states, [pid], self.carried))
             except FatalError:
                 raise
             except Exception as exc:
@@ -218,7 +219,7 @@ class DecideStage:
             return
         pid = env.profile_id
         if pid not in cache:
-            cache.update(await self.states.load([pid]))
+            cache.update(await load_with(self.states, [pid], self.carried))
         state = cache[pid]
         off = rec.offset
         if off < state.applied_offset or (off == state.applied_offset and index <= state.applied_index):
@@ -334,10 +335,9 @@ class DecideStage:
             self._forward(res, state.merged_into, rec)
 
     def still_waiting(self, res: Result, partition: int, pid: str, state: ProfileState) -> bool:
-        """Whether the profile still waits for an announced hand-off. Past the hand-off timeout,
-        or with its buffer full, it stops waiting: what it holds is applied now, and a hand-off
-        that arrives later is merged as it comes (a lost ``merge`` record cannot block a person).
-        Called for each event and timer of a profile with a pending hand-off."""
+        """Whether the profile still waits for an announced hand-off (asked for each of its events
+        and timers). Past the hand-off timeout, or with its buffer full, it stops waiting: what it
+        holds is applied now, and a hand-off that arrives later is merged as it comes."""
         waited = self.wall() - (state.since or self.wall())
         if waited <= self.handoff_timeout_ms and len(state.buffer) < self.handoff_max_buffer:
             return True

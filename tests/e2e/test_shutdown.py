@@ -68,6 +68,27 @@ main()
 """
 
 
+#: run in the worker process: every decide commit waits SLOW seconds first (it lands behind its
+#: batch, which the worker acks only once it has), and says so
+SLOW_COMMIT_WORKER = """
+import asyncio, os, sys
+from streams import runtime
+from streams.cli import main
+
+slow, persist = float(os.environ["SLOW"]), runtime.Runtime._persist
+
+async def slowed(self, result):
+    print(f"SLOW COMMIT {len(result.records)}", file=sys.stderr, flush=True)
+    await asyncio.sleep(slow)
+    await persist(self, result)
+    print("COMMIT DONE", file=sys.stderr, flush=True)
+
+runtime.Runtime._persist = slowed
+sys.argv = ["cxstream", "worker"]
+main()
+"""
+
+
 def get(port: int, path: str) -> tuple[int | None, str]:
     try:
         with urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as resp:
@@ -79,13 +100,15 @@ def get(port: int, path: str) -> tuple[int | None, str]:
 
 
 @contextlib.contextmanager
-def slow_worker(settings: Settings, log: Path, slow: float) -> Iterator[subprocess.Popen[bytes]]:
+def slow_worker(
+    settings: Settings, log: Path, slow: float, code: str = SLOW_WORKER
+) -> Iterator[subprocess.Popen[bytes]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CXSTREAM_")}
     env.update(settings.to_env())
     env["SLOW"] = str(slow)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-c", SLOW_WORKER],
+            [sys.executable, "-c", code],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -109,6 +132,14 @@ def sigterm(proc: subprocess.Popen[bytes]) -> float:
     """SIGTERM now; returns the time it was sent."""
     os.killpg(proc.pid, signal.SIGTERM)
     return time.monotonic()
+
+
+def sigterm_at(proc: subprocess.Popen[bytes], log: Path, marker: str) -> tuple[int, float, str]:
+    """SIGTERM once ``marker`` is in the log: the exit code, seconds to exit, and the log."""
+    wait_for(log, marker)
+    start = sigterm(proc)
+    code = proc.wait(timeout=30)
+    return code, time.monotonic() - start, log.read_text()
 
 
 def committed(settings: Settings, topic: str) -> int:
@@ -237,11 +268,7 @@ def test_sigterm_finishes_the_batch_in_hand_produces_and_commits_it(
     asyncio.run(replay_file(s, journeys(tmp_path, people)))  # 40 events, there before the worker
     log = tmp_path / "worker.log"
     with slow_worker(s, log, slow=4) as proc:
-        wait_for(log, "SLOW BATCH")
-        start = sigterm(proc)
-        code = proc.wait(timeout=30)
-        took = time.monotonic() - start
-    text = log.read_text()
+        code, took, text = sigterm_at(proc, log, "SLOW BATCH")
     print(f"\nslow batch in hand (4s): SIGTERM to exit {took:.2f}s")
     assert code == 0, text[-3000:]
     assert 2.5 < took < s.shutdown_timeout  # it waited for the batch
@@ -249,6 +276,31 @@ def test_sigterm_finishes_the_batch_in_hand_produces_and_commits_it(
     assert done and text.index("SIGTERM: finishing") < text.index("SLOW DONE")
     assert committed(s, s.topic_raw) == sum(done), "the finished batches are committed, nothing more"
     with running_worker(s, log) as second:  # resumes from the commit: no event is lost
+        msgs = consume(s, s.topic_activations, want=len(people), timeout=50, idle=2)
+        assert second.poll() is None, log.read_text()[-3000:]
+    assert {ce["id"] for ce in json_values(msgs)} == expected_ids(people)
+
+
+def test_sigterm_with_a_decide_commit_in_flight_waits_for_it_and_commits_its_batch(
+    make_settings: Callable[..., Settings], topics: Callable[[Settings], None], tmp_path: Path
+) -> None:
+    """A decide batch's commit lands behind it (Runtime.decide_batch): a stop waits for the one in
+    flight, then its batch is acked and committed; a restart finds nothing left to decide."""
+    s = make_settings(batch_size=1000, batch_within=0.5, rules=(RULE,), shutdown_timeout=20)
+    topics(s)
+    people = [f"c{i:02d}" for i in range(10)]
+    asyncio.run(replay_file(s, journeys(tmp_path, people)))  # 40 events, there before the worker
+    log = tmp_path / "worker.log"
+    with slow_worker(s, log, slow=4, code=SLOW_COMMIT_WORKER) as proc:
+        # the first decide batch holds every event's record (its commit waits 4 s)
+        assert len(consume(s, s.topic_activations, want=len(people), timeout=60)) == len(people)
+        code, took, text = sigterm_at(proc, log, "SLOW COMMIT")
+    print(f"\nslow decide commit in flight (4s): SIGTERM to exit {took:.2f}s")
+    assert code == 0, text[-3000:]
+    assert 2.0 < took < s.shutdown_timeout  # it waited for the commit
+    assert text.index("SIGTERM: finishing") < text.index("COMMIT DONE")
+    assert committed(s, s.topic_profiled) > 0, "the landed batch is acked and committed on stop"
+    with running_worker(s, log) as second:  # resumes from the commit: nothing lost
         msgs = consume(s, s.topic_activations, want=len(people), timeout=50, idle=2)
         assert second.poll() is None, log.read_text()[-3000:]
     assert {ce["id"] for ce in json_values(msgs)} == expected_ids(people)
