@@ -212,10 +212,12 @@ class Runtime:
         task = self._landing
         if task is None:
             return
-        await asyncio.shield(task)  # a cancelled caller does not cut the commit short
-        if self._landing is task:
-            self._landing = None
-            self.decide.carried = {}
+        try:
+            await asyncio.shield(task)  # a cancelled caller does not cut the commit short
+        finally:
+            if task.done() and self._landing is task:  # (landed, or its ack raised: once)
+                self._landing = None
+                self.decide.carried = {}
 
     async def run_decide(self, result: Result, produce: Produce) -> None:
         await produce(result.records)
