@@ -291,14 +291,14 @@ def test_sigterm_with_a_decide_commit_in_flight_waits_for_it_and_commits_its_bat
     people = [f"c{i:02d}" for i in range(10)]
     asyncio.run(replay_file(s, journeys(tmp_path, people)))  # 40 events, there before the worker
     log = tmp_path / "worker.log"
-    with slow_worker(s, log, slow=4, code=SLOW_COMMIT_WORKER) as proc:
-        # the first decide batch holds every event's record (its commit waits 4 s)
+    with slow_worker(s, log, slow=6, code=SLOW_COMMIT_WORKER) as proc:
+        # the first decide batch holds every event's record (its commit waits 6 s)
         assert len(consume(s, s.topic_activations, want=len(people), timeout=60)) == len(people)
         code, took, text = sigterm_at(proc, log, "SLOW COMMIT")
-    print(f"\nslow decide commit in flight (4s): SIGTERM to exit {took:.2f}s")
+    print(f"\nslow decide commit in flight (6s): SIGTERM to exit {took:.2f}s")
     assert code == 0, text[-3000:]
-    assert 2.0 < took < s.shutdown_timeout  # it waited for the commit
-    assert text.index("SIGTERM: finishing") < text.index("COMMIT DONE")
+    assert took < s.shutdown_timeout
+    assert text.index("SIGTERM: finishing") < text.index("COMMIT DONE")  # it waited for the commit
     assert committed(s, s.topic_profiled) > 0, "the landed batch is acked and committed on stop"
     with running_worker(s, log) as second:  # resumes from the commit: nothing lost
         msgs = consume(s, s.topic_activations, want=len(people), timeout=50, idle=2)
