@@ -186,11 +186,10 @@ class Runtime:
         self._counted_at = 0.0  # monotonic time of the last customer count
         self._counted: set[int] = set()  # partitions whose customer gauges this worker reports
         self._activity_changed = False  # a commit changed a last activity since the last count
-        #: the last batch's commit while it lands (:meth:`decide_batch` with ``done``), and the
-        #: consumer generation it was started in (:meth:`revoked` counts them)
+        #: the last batch's commit while it lands (:meth:`decide_batch` with ``done``), and whether
+        #: partitions were revoked since it started (:meth:`revoked`)
         self._landing: asyncio.Task[None] | None = None
-        self._landing_generation = 0
-        self._generation = 0
+        self._revoked_since = False
 
     async def adopt(self, partitions: set[int]) -> None:
         """Partitions of the repartition topic newly assigned to us: restore their event clocks."""
@@ -204,7 +203,7 @@ class Runtime:
     def revoked(self) -> None:
         """Partitions were revoked (a rebalance): a commit still in flight lands before the next
         batch loads states, whose profiles another worker may have owned meanwhile."""
-        self._generation += 1
+        self._revoked_since = True
 
     async def settle(self) -> None:
         """Wait until the last batch's commit has landed. Everything that reads the stores
@@ -252,7 +251,7 @@ class Runtime:
         waits on Redis behind intake's identity calls, and the worker's thread idled meanwhile.
         """
         landing = self._landing
-        if landing is not None and (landing.done() or self._landing_generation != self._generation):
+        if landing is not None and (landing.done() or self._revoked_since):
             await self.settle()
         res = await self.decide.process(batch)
         await self.settle()
@@ -268,7 +267,7 @@ class Runtime:
             return
         await produce(res.records)
         self.decide.carried = res.commit.states
-        self._landing_generation = self._generation
+        self._revoked_since = False
         self._landing = asyncio.create_task(self._land(res, done), name="cxstream-decide-commit")
 
     async def _land(self, res: Result, done: Callable[[], None]) -> None:
