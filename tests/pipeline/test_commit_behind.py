@@ -18,7 +18,7 @@ from bench.bench_pipeline import consumed, journeys
 from streams.engine.state import MemoryStateStore
 from streams.pipeline.envelope import batched
 from streams.pipeline.records import InRecord, OutRecord
-from streams.runtime import Runtime, Stores
+from streams.runtime import Produce, Runtime, Stores
 from streams.settings import Settings
 from streams.stack import LocalStack
 from streams.testing import FakeClock
@@ -147,7 +147,7 @@ def test_a_batch_is_acked_once_its_commit_lands_and_the_next_is_produced_after_t
         admin = aioredis.from_url(stack.redis_url)
         seen: list[tuple[str, float]] = []
 
-        def produce(name: str) -> Callable[[Sequence[OutRecord]], object]:
+        def produce(name: str) -> Produce:
             async def send(records: Sequence[OutRecord]) -> None:
                 seen.append((name, time.monotonic()))
 
@@ -161,9 +161,9 @@ def test_a_batch_is_acked_once_its_commit_lands_and_the_next_is_produced_after_t
                 parts = {r.partition for r in batch}
                 await rt.adopt(rt.known_partitions | parts)
                 done = lambda n=n: seen.append((f"acked {n}", time.monotonic()))  # noqa: E731
-                await rt.decide_batch(batch, produce(f"produced {n}"), parts, done)  # type: ignore[arg-type]
+                await rt.decide_batch(batch, produce(f"produced {n}"), parts, done)
                 if n == 0:
-                    await admin.execute_command("CLIENT", "PAUSE", 500, "WRITE")
+                    await admin.client_pause(500, all=False)  # CLIENT PAUSE 500 WRITE
                     seen.append(("paused", time.monotonic()))
             await rt.settle()
         finally:
