@@ -205,6 +205,8 @@ class MemoryTimerStore(TimerStore):
 _CLAIM = """
 local due, data, claims = KEYS[1], KEYS[2], KEYS[3]
 local clock, wall, lease, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+-- the lease's end as a string, made once: Redis would format a Lua number per ZADD (snprintf %.17g)
+local leased = string.format('%d', wall + lease)
 local out = {}
 local offset = 0
 while #out < limit do
@@ -215,7 +217,7 @@ while #out < limit do
     local m = page[j]
     local c = tonumber(redis.call('ZSCORE', claims, m))
     if (not c or c < wall) and #out < limit then
-      redis.call('ZADD', claims, wall + lease, m)
+      redis.call('ZADD', claims, leased, m)
       table.insert(out, {m, page[j + 1], redis.call('HGET', data, m) or '{}'})
     end
   end

@@ -19,10 +19,11 @@ from redis.exceptions import NoScriptError
 from streams import redis_io
 from streams.constants import Keys, dedupe_bucket
 
-# KEYS: the markers, in order; ARGV: the TTL, then the coordinate of each key.
+# KEYS: the markers, in order; ARGV: the TTL, then the coordinate of each key. The TTL goes to
+# SET as the string it came as (a Lua number would be formatted with snprintf('%.17g') per key).
 _CHECK = """
 local out = {}
-local ttl = tonumber(ARGV[1])
+local ttl = ARGV[1]
 for j = 1, #KEYS do
   if redis.call('SET', KEYS[j], ARGV[j + 1], 'NX', 'EX', ttl) then
     out[j] = 1
