@@ -30,8 +30,11 @@ from streams.model import Identifier, dumps, loads
 #: shared 2-core box): a chunk of 2,000 all-new identifiers, the costliest kind (a GET, SET and SADD
 #: each), holds Redis ~10 ms (up to ~30 ms under load); limit drops and known profiles cost less per
 #: identifier. One unchunked call of 500 events x 50 identifiers held it 5 s before resolution was
-#: made linear. A normal batch (500 events of 1-4 identifiers) stays one call.
-MAX_IDS_PER_CALL: Final = 2_000
+#: made linear. The worker's own decide stage is one of the clients kept waiting: with chunks of
+#: 2,000, a batch of 1,000 mixed events was one call of ~35 ms, and decide's state loads and
+#: commits queued behind it while the worker's thread sat idle (bench_ratio.py --trace, issue 13);
+#: with 500, such a batch is ~3 calls of ~11 ms, and they slip in between.
+MAX_IDS_PER_CALL: Final = 500
 
 #: Seconds a resolution memo lives by default: as long as a dedupe marker (``dedupe_ttl``).
 DEFAULT_MEMO_TTL: Final = 24 * 3600
