@@ -30,7 +30,10 @@ step 2 (``pip install py-spy``; speedscope format) for finding where its CPU goe
 ``--native`` to see inside the compiled modules (their C functions, ``CPyDef_...``). ``--trace
 FILE`` traces that worker's batches, Redis calls and produces and its main thread's CPU time
 (``bench/worker_trace``, nothing in the worker's code) and prints where the thread waited
-(``bench/trace_summary.py``): the CPU profile's complement, for wall time.
+(``bench/trace_summary.py``): the CPU profile's complement, for wall time. ``--redis`` prints
+Redis's own CPU per event during the first round's worker run and the time in Redis of each Lua
+script the worker runs (``SLOWLOG`` at 0 µs for that run): where the worker's waits on Redis
+come from.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import os
 import shutil
 import statistics
@@ -131,6 +135,72 @@ def traced(path: str | None) -> Iterator[None]:
                 os.environ[k] = v
 
 
+def _script_names() -> dict[str, str]:
+    """SHA1 -> name of the Lua scripts the worker runs (``EVALSHA`` names them by digest)."""
+    from streams.engine import state, timers
+    from streams.identity import redis_store
+    from streams.intake import dedupe
+    from streams.redis_io import lua
+
+    scripts = {
+        "identity.resolve": lua("streams.identity", "resolve.lua"),
+        "identity.forget": redis_store._FORGET,
+        "dedupe": dedupe._CHECK,
+        "state.save": state._SAVE,
+        "timers.apply": timers._APPLY,
+        "timers.claim": timers._CLAIM,
+        "timers.done": timers._DONE,
+    }
+    return {hashlib.sha1(src.encode()).hexdigest(): name for name, src in scripts.items()}
+
+
+@contextlib.contextmanager
+def redis_profiled(url: str, events: int, on: bool) -> Iterator[None]:
+    """Prints Redis's CPU per event over the block (``INFO cpu``), and each script's share
+    (``SLOWLOG`` at 0 µs: every command, top-level or called from a script, with its time in
+    Redis; the logging itself costs Redis a little, so the round it measures runs a bit slower).
+    """
+    if not on:
+        yield
+        return
+    import redis
+
+    r = redis.Redis.from_url(url)
+    saved = r.config_get("slowlog-*")
+    r.config_set("slowlog-log-slower-than", 0)
+    r.config_set("slowlog-max-len", 4_000_000)
+    r.slowlog_reset()
+    r.config_resetstat()
+
+    def cpu() -> float:
+        info = r.info("cpu")
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+    c0 = cpu()
+    try:
+        yield
+    finally:
+        used = cpu() - c0
+        names = _script_names()
+        scripts: dict[str, float] = {}
+        for e in r.slowlog_get(4_000_000):
+            cmd = e["command"].split()
+            if cmd and cmd[0].upper() == b"EVALSHA" and len(cmd) > 1:
+                name = names.get(cmd[1].decode(), "other script")
+                scripts[name] = scripts.get(name, 0.0) + e["duration"]
+        mget = float(r.info("commandstats").get("cmdstat_mget", {}).get("usec", 0))
+        r.config_set("slowlog-log-slower-than", saved["slowlog-log-slower-than"])
+        r.config_set("slowlog-max-len", saved["slowlog-max-len"])
+        r.slowlog_reset()
+        r.close()
+        split = ", ".join(f"{k} {v / events:.1f}" for k, v in sorted(scripts.items(), key=lambda kv: -kv[1]))
+        print(
+            f"Redis during that run: {used / events * 1e6:.0f} µs of CPU per event; in Redis, µs per "
+            f"event: {split}; state loads (MGET) {mget / events:.1f}",
+            flush=True,
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=100_000, help="backlog of each throughput run")
@@ -164,6 +234,12 @@ def main() -> None:
         help="a worker setting to change (repeatable)",
     )
     ap.add_argument("--logs", metavar="DIR", help="keep the workers' logs in this directory")
+    ap.add_argument(
+        "--redis",
+        action="store_true",
+        help="print Redis's CPU per event during the first round's worker run, and each Lua "
+        "script's share (SLOWLOG at 0 µs, which slows that round a little)",
+    )
     ap.add_argument(
         "--trace",
         metavar="FILE",
@@ -222,7 +298,10 @@ def main() -> None:
         rates: list[float] = []
         cpus: list[float] = []
         for n in range(args.rounds):
-            with traced(args.trace if n == 0 else None):
+            with (
+                traced(args.trace if n == 0 else None),
+                redis_profiled(stack.redis_url, len(events), args.redis and n == 0),
+            ):
                 one = run_group(base, events, 1, Path(d), on_start=attach if n == 0 else None)
             for p in spy:
                 p.wait(30)
