@@ -265,7 +265,7 @@ def _take(
     faust acks a batch in the ``finally`` of ``take_events``, run when the body asks for the
     next batch, or when the generator is closed. ``Stream.on_stop`` closes the generators it
     tracks at once (faust/streams.py ``on_stop``: ``agen.aclose()``), which acks the batch in
-    hand while the body still works on it; the consumer may then commit it (every second, and
+    hand while the body still works on it; the consumer may then commit it (every :data:`COMMIT_INTERVAL`, and
     on stop). Untracked, the generator is closed when the body lets go of it: after the batch
     (:func:`_finish`). If that happened after the last commit, the batch would only be
     delivered again. ``ack=False``: the body acks each batch itself (``fastpath.ack_events``).
