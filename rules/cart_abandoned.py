@@ -44,7 +44,7 @@ def _item(event: Event) -> JSONDict:
     p = event.properties
     out: JSONDict = {}
     for k in ("product_id", "sku", "name", "price", "quantity", "category", "url", "image_url"):
-        if k in p and isinstance(p[k], str | int | float):
+        if k in p and isinstance(p[k], (str, int, float)):
             out[k] = p[k]
     return out
 
@@ -71,7 +71,7 @@ class CartAbandoned(Rule):
             item = _item(event)
             if event.name == "Checkout Started":
                 value = event.properties.get("value") or event.properties.get("revenue")
-                if isinstance(value, int | float):
+                if isinstance(value, (int, float)):
                     item["checkout_value"] = value
                 if isinstance(event.properties.get("currency"), str):
                     item["currency"] = event.properties["currency"]
@@ -129,7 +129,7 @@ class CartAbandoned(Rule):
             if pid:
                 prev = items.get(pid)
                 qty = item.get("quantity", 1)
-                if prev is not None and isinstance(qty, int | float):
+                if prev is not None and isinstance(qty, (int, float)):
                     item["quantity"] = prev.get("quantity", 1) + qty
                 items[pid] = item
         value = checkout_value

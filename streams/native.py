@@ -40,6 +40,7 @@ MODULES: tuple[str, ...] = (
     "streams/state/timer_id.py",
     "streams/measure/kpi.py",
     "streams/consent/decide.py",
+    "streams/consent/consent.py",
     "streams/pipeline/envelope.py",
     "streams/engine/timers.py",
     "streams/pipeline/intake_stage.py",

@@ -92,7 +92,66 @@ class Verdict:
         return bool(self.allowed)
 
 
-def _basis(policy: Policy, state: ProfileState, purpose: str, region: str, t: int) -> JSONDict | str:
+class _Lookups:
+    """What :func:`decide` reads from a policy for every fired trigger, made once per policy.
+
+    The policy is an interpreted pydantic model: its methods (a region by scanning every
+    region's countries, destinations by scanning every destination, a cap's window parsed from
+    its text on each read) and attribute reads cost several microseconds per trigger.
+    """
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.version = policy.version
+        self.channels: dict[str, str] = dict(policy.channels)
+        self.reach: dict[str, tuple[str, ...]] = dict(policy.reach)
+        self.default_region = policy.default_region
+        self.region_by_country: dict[str, str] = {}
+        for name, r in policy.regions.items():
+            for c in r.countries:
+                self.region_by_country.setdefault(c, name)
+        regions = [*policy.regions, policy.default_region]
+        self.destinations: dict[tuple[str, str], tuple[str, ...]] = {
+            (ch, region): tuple(policy.destinations_for(ch, region))
+            for ch in self.channels
+            for region in regions
+        }
+        self.regimes: dict[tuple[str, str], str] = {
+            (region, p): policy.regime_of(region, p) for region in regions for p in policy.purposes
+        }
+        #: channel -> (max, window in ms)
+        self.caps: dict[str, tuple[int, int]] = {
+            ch: (cap.max, cap.window_ms) for ch, cap in policy.frequency_caps.items()
+        }
+
+    def region_of(self, country: str | None) -> str:
+        if country:
+            return self.region_by_country.get(country, self.default_region)
+        return self.default_region
+
+    def dests(self, channel: str, region: str) -> tuple[str, ...]:
+        found = self.destinations.get((channel, region))
+        return found if found is not None else tuple(self.policy.destinations_for(channel, region))
+
+    def regime(self, region: str, purpose: str) -> str:
+        found = self.regimes.get((region, purpose))
+        return found if found is not None else self.policy.regime_of(region, purpose)
+
+
+#: id(policy) -> its lookups (a policy is frozen; the lookups hold it, so its id stays its own)
+_LOOKUPS: dict[int, _Lookups] = {}
+
+
+def _lookups(policy: Policy) -> _Lookups:
+    lk = _LOOKUPS.get(id(policy))
+    if lk is None or lk.policy is not policy:
+        if len(_LOOKUPS) >= 64:  # tests make many policies; a worker has one
+            _LOOKUPS.clear()
+        lk = _LOOKUPS[id(policy)] = _Lookups(policy)
+    return lk
+
+
+def _basis(lk: _Lookups, state: ProfileState, purpose: str, region: str, t: int) -> JSONDict | str:
     """The basis allowing ``purpose`` at ``t``, or the refusal detail as a string."""
     entry = consent_at(state, purpose, t)
     if entry is not None:
@@ -100,7 +159,7 @@ def _basis(policy: Policy, state: ProfileState, purpose: str, region: str, t: in
         if granted:
             return {"basis": "consent", "source": source, "at": ts}
         return f"{purpose} consent withdrawn (source {source})"
-    if policy.regime_of(region, purpose) == "opt_out":
+    if lk.regime(region, purpose) == "opt_out":
         return {"basis": "opt_out_regime", "region": region}
     return f"no {purpose} consent, and {purpose} is opt-in in region {region}"
 
@@ -130,23 +189,22 @@ def decide(
 ) -> Verdict:
     """Decide the channels for a trigger at event time ``t``. With ``record``, count the allowed
     ones against the frequency caps in ``state``."""
-    region = policy.region_of(state.country)
+    lk = _lookups(policy)
+    region = lk.region_of(state.country)
     chosen_channels = chosen(state, "channels")
     chosen_topics = chosen(state, "topics")
     reach = set(state.reach)
     allowed: list[Allowed] = []
     refused: list[Refused] = []
     for ch in channels:
-        purpose = policy.channels.get(ch)
+        purpose = lk.channels.get(ch)
         if purpose is None:
-            refused.append(
-                Refused(ch, Reason.UNKNOWN_CHANNEL, f"policy {policy.version} has no channel {ch}")
-            )
+            refused.append(Refused(ch, Reason.UNKNOWN_CHANNEL, f"policy {lk.version} has no channel {ch}"))
             continue
         basis: JSONDict = {}
         failed = None
         for p in dict.fromkeys((purpose, rule_purpose)):
-            b = _basis(policy, state, p, region, t)
+            b = _basis(lk, state, p, region, t)
             if isinstance(b, str):
                 failed = b
                 break
@@ -162,35 +220,36 @@ def decide(
             named = ", ".join(chosen_topics) or "none"
             refused.append(Refused(ch, Reason.PREFERENCE, f"customer chose topics: {named}; not {topic}"))
             continue
-        need = policy.reach.get(ch)
+        need = lk.reach.get(ch)
         if need and not reach.intersection(need):
             refused.append(
                 Refused(ch, Reason.NO_REACHABLE_IDENTIFIER, f"{ch} needs one of {', '.join(need)}")
             )
             continue
-        dests = policy.destinations_for(ch, region)
+        dests = lk.dests(ch, region)
         if not dests:
             refused.append(
                 Refused(ch, Reason.REGION_NOT_ALLOWED, f"no destination for {ch} may receive {region} data")
             )
             continue
-        cap = policy.frequency_caps.get(ch)
+        cap = lk.caps.get(ch)
         if cap is not None:
-            used = _in_cap_window(state.caps.get(ch, []), t, cap.window_ms)
-            if used >= cap.max:
+            used = _in_cap_window(state.caps.get(ch, []), t, cap[1])
+            if used >= cap[0]:
+                window = policy.frequency_caps[ch].window
                 refused.append(
-                    Refused(ch, Reason.FREQUENCY_CAP, f"{used} of {cap.max} {ch} activations in {cap.window}")
+                    Refused(ch, Reason.FREQUENCY_CAP, f"{used} of {cap[0]} {ch} activations in {window}")
                 )
                 continue
-        allowed.append(Allowed(ch, tuple(dests), basis))
+        allowed.append(Allowed(ch, dests, basis))
     if record:
         for a in allowed:
-            cap = policy.frequency_caps.get(a.channel)
+            cap = lk.caps.get(a.channel)
             if cap is not None:
                 stamps = sorted([*state.caps.get(a.channel, []), t])
                 # what no future window can reach any more falls off; 4x max bounds a burst
-                keep = [x for x in stamps if x > stamps[-1] - 2 * cap.window_ms]
-                state.caps[a.channel] = keep[-(cap.max * 4) :]
+                keep = [x for x in stamps if x > stamps[-1] - 2 * cap[1]]
+                state.caps[a.channel] = keep[-(cap[0] * 4) :]
     return Verdict(region, tuple(allowed), tuple(refused))
 
 

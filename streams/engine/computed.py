@@ -76,7 +76,7 @@ def order_amount(properties: JSONDict) -> int:
     """An order's revenue in hundredths: ``total``, else ``revenue``; 0 if neither is a finite number >= 0."""
     for key in ("total", "revenue"):
         v = properties.get(key)
-        if isinstance(v, bool) or not isinstance(v, int | float):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
             continue
         if not math.isfinite(v) or v < 0:
             continue

@@ -51,9 +51,9 @@ def _too_deep(obj: Any, limit: int) -> bool:
         if d > limit:
             return True
         if isinstance(o, dict):
-            stack.extend((v, d + 1) for v in o.values() if isinstance(v, dict | list))
+            stack.extend((v, d + 1) for v in o.values() if isinstance(v, (dict, list)))
         elif isinstance(o, list):
-            stack.extend((v, d + 1) for v in o if isinstance(v, dict | list))
+            stack.extend((v, d + 1) for v in o if isinstance(v, (dict, list)))
     return False
 
 
@@ -111,7 +111,7 @@ def checked(out: Any) -> Outcome:
 
 
 def _as_list(what: str, v: Any) -> list[Any]:
-    if not isinstance(v, list | tuple):
+    if not isinstance(v, (list, tuple)):
         raise InvalidOutcome(f"{what} must be a list, got {type(v).__name__}")
     return list(v)
 

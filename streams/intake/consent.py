@@ -74,7 +74,7 @@ def _ids_of(value: Any) -> list[str] | None:
         return None
     out = []
     for v in value:
-        if isinstance(v, bool) or not isinstance(v, str | int) or not snake(str(v)):
+        if isinstance(v, bool) or not isinstance(v, (str, int)) or not snake(str(v)):
             return None
         out.append(str(v))
     return out

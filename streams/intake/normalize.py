@@ -175,7 +175,7 @@ def _json_kind(doc: Any) -> str:
         return "null"
     if isinstance(doc, bool):
         return "a boolean"
-    if isinstance(doc, int | float):
+    if isinstance(doc, (int, float)):
         return "a number"
     return "a string" if isinstance(doc, str) else "an array"
 
@@ -199,7 +199,7 @@ def _context_error(ctx: JSONDict) -> str | None:
             t, i = item.get("type"), item.get("id")
             if not isinstance(t, str) or not snake(t):
                 return f"context.externalIds[{n}].type must be a non-empty name such as 'crm_id'"
-            if isinstance(i, bool) or not isinstance(i, str | int):
+            if isinstance(i, bool) or not isinstance(i, (str, int)):
                 return f"context.externalIds[{n}].id must be a string or an integer"
     return None
 
@@ -434,7 +434,7 @@ class Intake:
         cap = self.config.max_identifiers_per_event
 
         def add(type_: str, value: Any) -> bool:
-            if isinstance(value, bool) or not isinstance(value, str | int):
+            if isinstance(value, bool) or not isinstance(value, (str, int)):
                 return False
             text = str(value)
             norm = self.normalize_identifier(type_, text)

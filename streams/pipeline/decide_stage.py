@@ -172,14 +172,14 @@ class DecideStage:
         pids = {
             e.profile_id
             for n, (_, _, _, e) in enumerate(items)
-            if n not in skip and not isinstance(e, WatermarkRecord | IdleRecord | EnvelopeError)
+            if n not in skip and not isinstance(e, (WatermarkRecord, IdleRecord, EnvelopeError))
         }
         cache, unreadable = await self._load(pids)
         for n, (rec, index, _, env) in enumerate(items):
             if n in skip or isinstance(env, EnvelopeError):  # (every unreadable record is in skip)
                 continue
             try:
-                if not isinstance(env, WatermarkRecord | IdleRecord) and env.profile_id in unreadable:
+                if not isinstance(env, (WatermarkRecord, IdleRecord)) and env.profile_id in unreadable:
                     raise unreadable[env.profile_id]
                 await self._apply(res, cache, rec, index, env)
             except Exception as exc:

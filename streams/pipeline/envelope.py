@@ -344,7 +344,7 @@ def _int(d: JSONDict, key: str, default: int | None = None) -> int:
 
 def _number(v: Any, what: str) -> int:
     """``v`` as an int, if it is a JSON number (not a bool); ``what`` names it in the error."""
-    if isinstance(v, bool) or not isinstance(v, int | float):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise EnvelopeError(f"{what!r} must be a number")
     return int(v)
 
