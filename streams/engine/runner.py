@@ -68,8 +68,13 @@ def _json_object(what: str, value: Any) -> JSONDict:
     except TypeError as exc:  # a set, an object, a non-str key, a too-deep nesting (orjson: 255)
         raise InvalidOutcome(f"{what} must be JSON-serializable ({exc})") from None
     copy: JSONDict = loads(raw)
-    # nesting needs a '{' or '[' per level: with fewer of them in all, the walk is not needed
-    if raw.count(b"{") + raw.count(b"[") > MAX_RULE_DEPTH and _too_deep(copy, MAX_RULE_DEPTH):
+    # nesting needs a '{' or '[' per level, and its closing bracket: with fewer bytes than two a
+    # level, or fewer opening brackets in all, the walk is not needed (most states: no count)
+    if (
+        len(raw) > 2 * MAX_RULE_DEPTH
+        and raw.count(b"{") + raw.count(b"[") > MAX_RULE_DEPTH
+        and _too_deep(copy, MAX_RULE_DEPTH)
+    ):
         raise InvalidOutcome(f"{what} nests deeper than {MAX_RULE_DEPTH} levels")
     return copy
 
