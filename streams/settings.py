@@ -119,7 +119,7 @@ class Settings(BaseSettings):
         description="seconds a SIGTERM may take (finish the batch in hand, commit, leave the group) "
         "before the worker exits non-zero without committing more",
     )
-    batch_size: int = Field(default=1000, ge=1, le=100_000)
+    batch_size: int = Field(default=500, ge=1, le=100_000)
     batch_within: float = Field(default=0.05, gt=0, le=60)
     timer_tick: float = Field(default=0.5, gt=0, le=60, description="seconds between timer scans")
     timer_batch: int = Field(
