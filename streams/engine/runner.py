@@ -126,6 +126,18 @@ class Engine:
         """``shadow``: rules run in shadow (:mod:`streams.engine.shadow`), after the live ones."""
         self.rules = [*rules, *(ShadowRule(r) for r in shadow)]
         self.by_name = {r.name: r for r in self.rules}
+        #: per rule, its ``calls`` and ``events`` when it keeps :meth:`Rule.wants` as written
+        #: (most do): the engine asks them here, in compiled code, not through an interpreted
+        #: call per rule and event. ``None``: the rule's own ``wants`` is called.
+        self._wants: list[tuple[Rule, tuple[frozenset[str], frozenset[str]] | None]] = [
+            (
+                r,
+                (frozenset(r.calls), frozenset(r.events))
+                if type(r).wants is Rule.wants and "wants" not in getattr(r, "__dict__", {})
+                else None,
+            )
+            for r in self.rules
+        ]
         self.policy = policy
         m = policy.measurement
         live = {r.name: r for r in rules}
@@ -150,14 +162,18 @@ class Engine:
         if state.expo:  # conversions of earlier triggers first: a trigger this event causes is later
             eff.conversions = exposures.convert(state.expo, pid, event, self.policy.measurement)
         ctx = self._ctx(pid, state, event.ts)
-        for rule in self.rules:
-            try:
-                wanted = rule.wants(event)
-            except Exception as exc:
-                eff.failures.append(self._failed(rule, pid, "wants", event.message_id, event.ts, exc))
-                continue
-            if not wanted:
-                continue
+        call, name = event.call, event.name
+        for rule, plain in self._wants:
+            if plain is not None:  # Rule.wants, as written there
+                if not (call in plain[0] or (call == "track" and name in plain[1])):
+                    continue
+            else:
+                try:
+                    if not rule.wants(event):
+                        continue
+                except Exception as exc:
+                    eff.failures.append(self._failed(rule, pid, "wants", event.message_id, event.ts, exc))
+                    continue
             out = self._call(
                 rule,
                 pid,
