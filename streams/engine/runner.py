@@ -129,15 +129,7 @@ class Engine:
         #: per rule, its ``calls`` and ``events`` when it keeps :meth:`Rule.wants` as written
         #: (most do): the engine asks them here, in compiled code, not through an interpreted
         #: call per rule and event. ``None``: the rule's own ``wants`` is called.
-        self._wants: list[tuple[Rule, tuple[frozenset[str], frozenset[str]] | None]] = [
-            (
-                r,
-                (frozenset(r.calls), frozenset(r.events))
-                if type(r).wants is Rule.wants and "wants" not in getattr(r, "__dict__", {})
-                else None,
-            )
-            for r in self.rules
-        ]
+        self._wants = [(r, _plain_wants(r)) for r in self.rules]
         self.policy = policy
         m = policy.measurement
         live = {r.name: r for r in rules}
@@ -429,6 +421,18 @@ class Engine:
                 window_ms=conv[1],
             )
         return Fired(rule, pid, spec, verdict, rx, holdout=out)
+
+
+def _plain_wants(rule: Rule) -> tuple[frozenset[str], frozenset[str]] | None:
+    """The rule's ``calls`` and ``events`` if it keeps :meth:`Rule.wants` as written, else
+    ``None``: its own ``wants`` is called (so is one whose ``calls`` or ``events`` are not sets of
+    names, which then fails per event, isolated, as before, not at start-up)."""
+    if type(rule).wants is not Rule.wants or "wants" in getattr(rule, "__dict__", {}):
+        return None
+    try:
+        return frozenset(rule.calls), frozenset(rule.events)
+    except TypeError:
+        return None
 
 
 def _merged(rule: Rule, survivor: JSONDict, absorbed: JSONDict) -> Outcome:

@@ -61,3 +61,16 @@ def test_wants_replaced_on_an_instance_is_asked() -> None:
     for mid in ("screen-1", "only-this"):
         engine.on_event("p1", state, event("screen", 1, message_id=mid))
     assert seen(state, "by_name_and_call") == ["only-this"]
+
+
+class NotASet(_Seen):
+    name = "not_a_set"
+    calls = None  # type: ignore[assignment]  # a broken rule module: not a set of call types
+
+
+def test_a_rule_whose_calls_are_not_a_set_fails_per_event_isolated_not_at_start() -> None:
+    engine = Engine([NotASet(), ByNameAndCall()], DEFAULT_POLICY)  # starts
+    state = ProfileState()
+    eff = engine.on_event("p1", state, event("screen", 1, message_id="s1"))
+    assert [(f.rule.name, f.method) for f in eff.failures] == [("not_a_set", "wants")]
+    assert seen(state, "by_name_and_call") == ["s1"]  # the other rules ran
