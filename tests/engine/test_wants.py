@@ -50,6 +50,8 @@ def test_default_wants_and_a_rules_own_wants_pick_their_events() -> None:
         engine.on_event("p1", state, e)
     # events by name are track events only; calls by type, whatever the name
     assert seen(state, "by_name_and_call") == ["added-web", "screen-app", "added-app"]
+    # the engine's own copy of Rule.wants answers as Rule.wants does (a change to one fails here)
+    assert seen(state, "by_name_and_call") == [e.message_id for e in evs if ByNameAndCall().wants(e)]
     assert seen(state, "own_wants") == ["order-app", "screen-app", "added-app"]
 
 
